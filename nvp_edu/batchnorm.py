@@ -1,0 +1,88 @@
+"""Batch normalization as a flow layer (paper, section 3.7).
+
+Per channel ``c`` with batch mean ``mu_c`` and (biased) batch variance ``var_c``:
+
+    y = (x - mu) / sqrt(var + eps)
+    log|det dy/dx| = -1/2 * sum_c log(var_c + eps) * (H * W)
+
+(``H * W = 1`` for vectors). During training the batch statistics are used, and the
+log-det is differentiated through them. Running averages of recent batches,
+``running = (1 - momentum) * running + momentum * batch``, stand in at evaluation time and
+for ``inverse``: then the layer is a fixed per-channel affine map, exact and
+per-sample. Stale or wrong running statistics are the classic "training bits/dim fine,
+test bits/dim explodes" bug.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Flow
+
+
+class BatchNormFlow(Flow):
+    """Batch normalization with its log-det, for ``(N, C)`` or ``(N, C, H, W)`` inputs.
+
+    Args:
+        num_features: ``C``.
+        momentum: weight of the newest batch in the running averages.
+        eps: added to the variance for stability.
+        affine: add a learned positive scale ``exp(log_gamma)`` and shift ``beta``
+            (log-det gains ``sum log gamma``). The paper uses none (default False).
+
+    Example:
+        >>> bn = BatchNormFlow(3).eval()
+        >>> x = torch.randn(5, 3)
+        >>> y, log_det = bn(x)
+        >>> torch.allclose(bn.inverse(y), x, atol=1e-6)
+        True
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.05, eps: float = 1e-4,
+                 affine: bool = False) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.momentum = momentum
+        self.eps = eps
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.affine = affine
+        if affine:
+            self.log_gamma = nn.Parameter(torch.zeros(num_features))
+            self.beta = nn.Parameter(torch.zeros(num_features))
+
+    def _shape(self, x: Tensor) -> tuple[list[int], tuple[int, ...], int]:
+        if x.dim() not in (2, 4) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNormFlow({self.num_features}) needs input (N, "
+                             f"{self.num_features}) or (N, {self.num_features}, H, W); got "
+                             f"shape {tuple(x.shape)}")
+        if x.dim() == 2:
+            return [0], (1, -1), 1
+        return [0, 2, 3], (1, -1, 1, 1), x.shape[2] * x.shape[3]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        dims, view, pixels = self._shape(x)
+        if self.training:
+            if x.shape[0] * pixels < 2:
+                raise ValueError("BatchNormFlow in training mode needs more than one value "
+                                 f"per channel to estimate a variance; got shape {tuple(x.shape)}")
+            mean = x.mean(dim=dims)
+            var = x.var(dim=dims, unbiased=False)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+                self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean.view(view)) / torch.sqrt(var.view(view) + self.eps)
+        log_det = -0.5 * torch.log(var + self.eps).sum() * pixels
+        if self.affine:
+            y = y * torch.exp(self.log_gamma).view(view) + self.beta.view(view)
+            log_det = log_det + self.log_gamma.sum() * pixels
+        return y, log_det.expand(x.shape[0]).to(x.dtype)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        _, view, _ = self._shape(y)
+        if self.affine:
+            y = (y - self.beta.view(view)) * torch.exp(-self.log_gamma).view(view)
+        std = torch.sqrt(self.running_var.view(view) + self.eps)
+        return y * std + self.running_mean.view(view)

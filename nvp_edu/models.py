@@ -1,0 +1,209 @@
+"""Real NVP models: a vector flow for 2-D toys and the paper's multi-scale image flow.
+
+Both are flows (``z, log_det = model(x)``, ``model.inverse(z)``) with a standard-normal
+prior, so ``log_prob(x) = log N(z; 0, I) + log_det`` (paper, Eq. 3), in nats.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Flow, Sequential
+from .batchnorm import BatchNormFlow
+from .coupling import AffineCoupling
+from .masks import alternating_vector_mask, channel_mask, checkerboard_mask
+from .nets import ResNet
+from .prior import standard_normal_log_prob, standard_normal_sample
+from .squeeze import Squeeze
+
+
+class _Density(Flow):
+    """``log_prob`` and ``sample`` for a flow whose ``forward`` maps data to N(0, I)."""
+
+    def event_shape(self) -> tuple[int, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log p(x)`` in nats, shape ``(batch,)``, of ``x`` exactly as given."""
+        z, log_det = self(x)
+        return standard_normal_log_prob(z) + log_det.float()
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` samples: ``x = f^-1(z)``, ``z ~ N(0, T^2 I)`` (T = ``temperature``)."""
+        device = next(self.buffers()).device
+        z = standard_normal_sample((n, *self.event_shape()), temperature, device, generator)
+        return self.inverse(z)
+
+
+class RealNVP2D(_Density):
+    """Real NVP for vectors: ``num_couplings`` affine couplings with alternating masks.
+
+    Example:
+        >>> model = RealNVP2D(num_couplings=4, hidden=32)
+        >>> x = torch.randn(8, 2)
+        >>> z, log_det = model(x)
+        >>> torch.allclose(model.inverse(z), x, atol=1e-5), model.log_prob(x).shape
+        (True, torch.Size([8]))
+    """
+
+    def __init__(self, dim: int = 2, num_couplings: int = 8, hidden: int = 128) -> None:
+        super().__init__()
+        self.dim = dim
+        self.flow = Sequential(*[
+            AffineCoupling(alternating_vector_mask(dim, invert=i % 2 == 1), hidden=hidden)
+            for i in range(num_couplings)
+        ])
+
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"RealNVP2D(dim={self.dim}) needs input of shape (N, {self.dim}); "
+                             f"got shape {tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x)
+        return self.flow(x)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        self._check(z)
+        return self.flow.inverse(z)
+
+    def trajectory(self, x: Tensor) -> list[Tensor]:
+        """Input and the output of every coupling, for layer-by-layer warp figures."""
+        self._check(x)
+        return self.flow.trajectory(x)
+
+
+def _coupling_stack(masks: list[Tensor], in_channels: int, mid_channels: int, num_blocks: int,
+                    batch_norm: bool) -> Sequential:
+    """Affine couplings, one per mask, each followed by a batch-norm flow if asked."""
+    layers: list[Flow] = []
+    for mask in masks:
+        if mask.shape[1] > 1:  # channel mask: the net sees the kept half, predicts the other
+            net_in = net_half = in_channels // 2
+        else:
+            net_in, net_half = in_channels, in_channels
+        net = ResNet(net_in, 2 * net_half, mid_channels, num_blocks)
+        layers.append(AffineCoupling(mask, net))
+        if batch_norm:
+            layers.append(BatchNormFlow(in_channels))
+    return Sequential(*layers)
+
+
+class RealNVP(_Density):
+    """The paper's multi-scale Real NVP for square images (section 3.6, Figure 4(b)).
+
+    Each of the first ``num_scales - 1`` scales: 3 alternating checkerboard couplings,
+    squeeze ``(C, S, S) -> (4C, S/2, S/2)``, 3 alternating channel-wise couplings, then
+    half of the channels are factored out to the prior; the other half goes on to the
+    next scale. The final scale: 4 alternating checkerboard couplings. The s/t width
+    doubles at each coarser scale (and for the channel-wise couplings after a squeeze).
+    CIFAR-10 in the paper: ``num_scales=2`` ("downscale only once"), 8 blocks, 64 features.
+
+    ``forward`` returns ``z`` of the same shape as ``x`` (the factored-out latents put
+    back in place); :meth:`encode` returns the latents and log-dets of each scale.
+
+    Args:
+        batch_norm: a :class:`BatchNormFlow` after every coupling (paper, section 3.7).
+
+    Example:
+        >>> model = RealNVP(in_channels=1, image_size=8, num_scales=2, mid_channels=8,
+        ...                 num_blocks=1).eval()
+        >>> x = torch.randn(2, 1, 8, 8)
+        >>> z, log_det = model(x)
+        >>> z.shape, torch.allclose(model.inverse(z), x, atol=1e-4)
+        (torch.Size([2, 1, 8, 8]), True)
+    """
+
+    def __init__(self, in_channels: int = 3, image_size: int = 32, num_scales: int = 2,
+                 mid_channels: int = 64, num_blocks: int = 8, batch_norm: bool = True) -> None:
+        super().__init__()
+        if num_scales < 1:
+            raise ValueError(f"num_scales must be >= 1; got {num_scales}")
+        factor = 2 ** (num_scales - 1)
+        if image_size % factor or image_size // factor < 2:
+            raise ValueError(f"image_size={image_size} cannot be squeezed {num_scales - 1} "
+                             f"time(s): it must be a multiple of {factor} and at least "
+                             f"{2 * factor}")
+        self.in_channels, self.image_size, self.num_scales = in_channels, image_size, num_scales
+        self.squeeze = Squeeze()
+        self.scales = nn.ModuleList()
+        c, s, mid = in_channels, image_size, mid_channels
+        for _ in range(num_scales - 1):
+            checker = [checkerboard_mask(s, s, invert=i % 2 == 1) for i in range(3)]
+            channel = [channel_mask(4 * c, invert=i % 2 == 1) for i in range(3)]
+            self.scales.append(nn.ModuleDict({
+                "checkerboard": _coupling_stack(checker, c, mid, num_blocks, batch_norm),
+                "channelwise": _coupling_stack(channel, 4 * c, 2 * mid, num_blocks, batch_norm),
+            }))
+            c, s, mid = 2 * c, s // 2, 2 * mid
+        final = [checkerboard_mask(s, s, invert=i % 2 == 1) for i in range(4)]
+        self.final = _coupling_stack(final, c, mid, num_blocks, batch_norm)
+
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, self.image_size, self.image_size)
+
+    def _check(self, x: Tensor) -> None:
+        need = self.event_shape()
+        if x.dim() != 4 or tuple(x.shape[1:]) != need:
+            raise ValueError(f"RealNVP needs images of shape (N, {need[0]}, {need[1]}, "
+                             f"{need[2]}); got shape {tuple(x.shape)}")
+
+    def encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Latents and log-dets per scale: ``([z_1, ..., z_K], [ld_1, ..., ld_K])``.
+
+        ``z_k`` (k < K) is the half factored out at scale k, shape ``(N, 2C_k, S_k/2, S_k/2)``;
+        ``z_K`` is the output of the final scale.
+        """
+        self._check(x)
+        latents, log_dets = [], []
+        for scale in self.scales:
+            x, ld = scale["checkerboard"](x)
+            x, _ = self.squeeze(x)  # a permutation: log-det 0
+            x, ld2 = scale["channelwise"](x)
+            z, x = x.chunk(2, dim=1)  # factor out the first half (paper, Eq. 13-14)
+            latents.append(z)
+            log_dets.append(ld + ld2)
+        x, ld = self.final(x)
+        latents.append(x)
+        log_dets.append(ld)
+        return latents, log_dets
+
+    def decode(self, latents: list[Tensor]) -> Tensor:
+        """Inverse of :meth:`encode`: the image from the latents of every scale."""
+        x = self.final.inverse(latents[-1])
+        for scale, z in zip(reversed(self.scales), reversed(latents[:-1])):
+            x = torch.cat([z, x], dim=1)
+            x = scale["channelwise"].inverse(x)
+            x = self.squeeze.inverse(x)
+            x = scale["checkerboard"].inverse(x)
+        return x
+
+    def split_latents(self, z: Tensor) -> list[Tensor]:
+        """Cut a full-size ``z`` (as returned by ``forward``) into the per-scale latents."""
+        self._check(z)
+        latents = []
+        for _ in self.scales:
+            z, _ = self.squeeze(z)
+            zk, z = z.chunk(2, dim=1)
+            latents.append(zk)
+        latents.append(z)
+        return latents
+
+    def merge_latents(self, latents: list[Tensor]) -> Tensor:
+        """Put per-scale latents back in place: a tensor of the input's shape."""
+        z = latents[-1]
+        for zk in reversed(latents[:-1]):
+            z = self.squeeze.inverse(torch.cat([zk, z], dim=1))
+        return z
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        latents, log_dets = self.encode(x)
+        return self.merge_latents(latents), torch.stack(log_dets).sum(dim=0)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return self.decode(self.split_latents(z))
