@@ -43,6 +43,8 @@ class Exercise:
     atol: float = 1e-5
     hints: list[tuple[Callable[[tuple, Any, Any], bool], str]] = field(default_factory=list)
     topic: str = ""
+    # Typical mistakes (e.g. the wrong sign of s): the tests check that each is rejected.
+    mistakes: list[Callable[..., Any]] = field(default_factory=list)
 
 
 def register(exercise: Exercise) -> Exercise:
