@@ -59,3 +59,94 @@ def training_curve(losses: list[float] | np.ndarray, ax: plt.Axes | None = None,
     if label:
         ax.legend()
     return ax
+
+
+# ---------------------------------------------------------------- 2-D figures (notebook 2)
+
+def _grid(bounds: tuple[float, float, float, float], n: int) -> tuple[np.ndarray, np.ndarray, Tensor]:
+    x0, x1, y0, y1 = bounds
+    xs, ys = np.linspace(x0, x1, n), np.linspace(y0, y1, n)
+    xx, yy = np.meshgrid(xs, ys)
+    pts = torch.from_numpy(np.stack([xx.ravel(), yy.ravel()], axis=1)).float()
+    return xx, yy, pts
+
+
+@torch.no_grad()
+def density_heatmap(log_prob, bounds: tuple[float, float, float, float] = (-3, 3, -3, 3),
+                    n: int = 200, ax: plt.Axes | None = None, title: str | None = None,
+                    log_scale: bool = False) -> plt.Axes:
+    """Heatmap of a density on an ``n x n`` grid over ``bounds = (x0, x1, y0, y1)``.
+
+    ``log_prob`` is a model with a ``log_prob`` method or a function ``(N, 2) -> (N,)``.
+    Shows ``p(x)`` (or ``log p(x)`` with ``log_scale``, clipped 12 nats below the max).
+    """
+    fn = log_prob.log_prob if hasattr(log_prob, "log_prob") else log_prob
+    xx, yy, pts = _grid(bounds, n)
+    lp = torch.cat([fn(pts[i:i + 8192]).double().cpu() for i in range(0, len(pts), 8192)])
+    lp = lp.numpy().reshape(xx.shape)
+    img = np.maximum(lp, lp.max() - 12) if log_scale else np.exp(lp)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(img, origin="lower", extent=bounds, cmap="viridis", aspect="auto")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def data_vs_samples(data: Tensor, samples: Tensor, bounds: tuple[float, float, float, float] | None = None,
+                    titles: tuple[str, str] = ("data", "model samples"), n_show: int = 2000,
+                    axes=None) -> np.ndarray:
+    """Two scatter plots side by side, on the same axes limits: data, then model samples."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+    for ax, pts, title in zip(axes, (data, samples), titles):
+        p = pts[:n_show].detach().cpu().numpy()
+        ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5)
+        ax.set_title(title)
+        ax.set_xlabel("$x_1$")
+        if bounds is not None:
+            ax.set_xlim(bounds[0], bounds[1])
+            ax.set_ylim(bounds[2], bounds[3])
+    axes[0].set_ylabel("$x_2$")
+    return np.asarray(axes)
+
+
+@torch.no_grad()
+def layer_warp(model, x: Tensor, bounds: tuple[float, float, float, float] = (-3, 3, -3, 3),
+               n_lines: int = 11, layers: list[int] | None = None, n_show: int = 1500,
+               title: str | None = None) -> np.ndarray:
+    """Data and a square grid pushed through the flow, one panel per layer: ``model.trajectory``.
+
+    Panel 0 is the input; panel k shows the output of coupling k, ending at ``z``, which
+    should look like N(0, I). Points are coloured by their input ``x_1`` so you can follow
+    them; each grid line is drawn as it bends. ``layers`` picks which panels to show.
+    """
+    x = x[:n_show]
+    traj = [t.cpu().numpy() for t in model.trajectory(x)]
+    x0, x1, y0, y1 = bounds
+    t = torch.linspace(0, 1, 200)
+    lines = []
+    for v in np.linspace(x0, x1, n_lines):
+        lines.append(torch.stack([torch.full_like(t, float(v)), y0 + (y1 - y0) * t], dim=1))
+    for v in np.linspace(y0, y1, n_lines):
+        lines.append(torch.stack([x0 + (x1 - x0) * t, torch.full_like(t, float(v))], dim=1))
+    line_traj = [[p.cpu().numpy() for p in model.trajectory(line)] for line in lines]
+    layers = list(range(len(traj))) if layers is None else layers
+    fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers), 2.8), squeeze=False)
+    colour = traj[0][:, 0]
+    for ax, k in zip(axes[0], layers):
+        for lt in line_traj:
+            ax.plot(lt[k][:, 0], lt[k][:, 1], color="0.6", lw=0.6)
+        ax.scatter(traj[k][:, 0], traj[k][:, 1], c=colour, s=1.5, cmap="coolwarm")
+        ax.set_title("input" if k == 0 else f"after layer {k}")
+        ax.set_xlim(-4, 4)
+        ax.set_ylim(-4, 4)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return axes[0]

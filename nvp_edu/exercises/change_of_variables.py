@@ -1,0 +1,161 @@
+"""Exercises of notebook 1: the change-of-variables formula (Real NVP paper, Eq. 1-3).
+
+For an invertible ``y = g(x)`` with inverse ``f = g^-1``:
+
+    p_Y(y) = p_X(f(y)) * |det df/dy|,   log p_Y(y) = log p_X(f(y)) - log|det dg/dx| at x = f(y)
+
+Example:
+    >>> import torch
+    >>> from nvp_edu.exercises import check
+    >>> check("affine_1d_log_det", lambda x, a, b: torch.log(torch.abs(a)).expand_as(x))
+    ✅ affine_1d_log_det: correct on 3 random test cases.
+    True
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from . import Exercise, register
+
+TOPIC = "change of variables"
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _normal_log_prob(z: Tensor) -> Tensor:
+    return -0.5 * z * z - HALF_LOG_2PI
+
+
+def _negative_scale(gen: torch.Generator) -> Tensor:
+    """A scale ``a`` in [-3, -0.3]: negative, so that a forgotten abs shows up (as NaN)."""
+    return -(0.3 + 2.7 * torch.rand((), generator=gen, dtype=torch.float64))
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    return isinstance(b, Tensor) and a.shape == b.shape and torch.allclose(a.double(), b.double(), atol=1e-5)
+
+
+# 1. log|dy/dx| of y = a x + b -----------------------------------------------------------
+
+def affine_1d_log_det(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``log|dy/dx|`` of ``y = a x + b`` at every entry of ``x``: ``log|a|`` (same shape as x)."""
+    return torch.log(torch.abs(a)).expand_as(x)
+
+
+register(Exercise(
+    name="affine_1d_log_det",
+    topic=TOPIC,
+    reference=affine_1d_log_det,
+    # a < 0 in every case, so a forgotten abs shows up (as NaN)
+    make_inputs=lambda gen: (torch.randn(5, generator=gen, dtype=torch.float64), _negative_scale(gen),
+                             torch.randn((), generator=gen, dtype=torch.float64)),
+    hints=[
+        (lambda i, e, g: not torch.isfinite(torch.as_tensor(g)).all(),
+         "a is negative here: log(a) is NaN. The volume change is |a|: use log|a|."),
+        (lambda i, e, g: _close(-e, g), "the sign is flipped: stretching by |a| > 1 must give a "
+                                        "positive log-det."),
+        (lambda i, e, g: torch.as_tensor(g).shape != e.shape,
+         "return one value per entry of x (torch.Tensor.expand_as helps)."),
+    ],
+    mistakes=[
+        lambda x, a, b: torch.log(a).expand_as(x),            # missing abs
+        lambda x, a, b: -torch.log(torch.abs(a)).expand_as(x),  # sign flipped
+        lambda x, a, b: torch.log(torch.abs(a * x + b)),        # log of y, not of dy/dx
+        lambda x, a, b: torch.abs(a).expand_as(x),              # no log
+    ],
+))
+
+
+# 2. density of Y = a X + b for X ~ N(0, 1) ------------------------------------------------
+
+def pushforward_gaussian_log_prob(y: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``log p_Y(y)`` for ``Y = a X + b``, ``X ~ N(0, 1)``: ``log N((y - b)/a) - log|a|``."""
+    return _normal_log_prob((y - b) / a) - torch.log(torch.abs(a))
+
+
+register(Exercise(
+    name="pushforward_gaussian_log_prob",
+    topic=TOPIC,
+    reference=pushforward_gaussian_log_prob,
+    make_inputs=lambda gen: (3 * torch.randn(6, generator=gen, dtype=torch.float64), _negative_scale(gen),
+                             torch.randn((), generator=gen, dtype=torch.float64)),
+    hints=[
+        (lambda i, e, g: _close(e + 2 * torch.log(torch.abs(i[1])), g),
+         "the log-det term has the wrong sign: a map that stretches (|a| > 1) spreads the mass "
+         "thinner, so the density goes DOWN by log|a|."),
+        (lambda i, e, g: _close(e + torch.log(torch.abs(i[1])), g),
+         "the log-det term is missing: the density of y is p_X(f(y)) times |df/dy| = 1/|a|."),
+        (lambda i, e, g: not torch.isfinite(torch.as_tensor(g)).all(),
+         "NaN: a may be negative; take log|a|."),
+    ],
+    mistakes=[
+        lambda y, a, b: _normal_log_prob((y - b) / a) + torch.log(torch.abs(a)),  # sign flipped
+        lambda y, a, b: _normal_log_prob((y - b) / a),                           # no log-det
+        lambda y, a, b: _normal_log_prob(a * y + b) - torch.log(torch.abs(a)),   # g instead of f
+        lambda y, a, b: _normal_log_prob((y - b) / a) - torch.log(a),            # missing abs
+    ],
+))
+
+
+# 3. log|det A| of a 2-D linear map --------------------------------------------------------
+
+def linear_2d_log_det(A: Tensor) -> Tensor:
+    """``log|det A|`` of a 2x2 matrix: ``log|a11 a22 - a12 a21|`` (a scalar tensor)."""
+    return torch.log(torch.abs(A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]))
+
+
+def _matrix(gen: torch.Generator) -> tuple:
+    # negative determinant (a reflection) with sizeable off-diagonal entries
+    while True:
+        A = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+        det = A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]
+        if det < -0.3 and A[0, 1].abs() > 0.3 and A[1, 0].abs() > 0.3:
+            return (A,)
+
+
+register(Exercise(
+    name="linear_2d_log_det",
+    topic=TOPIC,
+    reference=linear_2d_log_det,
+    make_inputs=_matrix,
+    hints=[
+        (lambda i, e, g: not torch.isfinite(torch.as_tensor(g)).all(),
+         "this A has a negative determinant (it flips orientation): area scales by |det A|."),
+        (lambda i, e, g: _close(torch.log(torch.abs(torch.diagonal(i[0]))).sum(), g),
+         "the product of the diagonal is the determinant only for a triangular matrix."),
+    ],
+    mistakes=[
+        lambda A: torch.log(A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]),              # missing abs
+        lambda A: torch.log(torch.abs(torch.diagonal(A))).sum(),                 # diagonal only
+        lambda A: torch.log(torch.abs(A[0, 0] * A[1, 1] + A[0, 1] * A[1, 0])),   # + instead of -
+        lambda A: -torch.linalg.slogdet(A).logabsdet,                            # sign flipped
+    ],
+))
+
+
+# 4. log-normal: the density of exp(X) -----------------------------------------------------
+
+def lognormal_log_prob(y: Tensor) -> Tensor:
+    """``log p_Y(y)`` for ``Y = exp(X)``, ``X ~ N(0, 1)``, ``y > 0``: ``log N(log y) - log y``."""
+    return _normal_log_prob(torch.log(y)) - torch.log(y)
+
+
+register(Exercise(
+    name="lognormal_log_prob",
+    topic=TOPIC,
+    reference=lognormal_log_prob,
+    make_inputs=lambda gen: (torch.exp(1.5 * torch.randn(6, generator=gen, dtype=torch.float64)),),
+    hints=[
+        (lambda i, e, g: _close(e + 2 * torch.log(i[0]), g),
+         "wrong sign of the log-det: f(y) = log y has df/dy = 1/y, so you ADD log(1/y) = -log y."),
+        (lambda i, e, g: _close(e + torch.log(i[0]), g),
+         "missing the log-det term log|df/dy| = -log y."),
+    ],
+    mistakes=[
+        lambda y: _normal_log_prob(torch.log(y)) + torch.log(y),  # sign flipped
+        lambda y: _normal_log_prob(torch.log(y)),                 # no log-det
+        lambda y: _normal_log_prob(torch.exp(y)) + y,             # pushed through g, not f
+    ],
+))
