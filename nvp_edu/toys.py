@@ -351,21 +351,25 @@ def nll(model: nn.Module, x: Tensor, batch_size: int = 8192) -> float:
 class EMA:
     """Exponential moving average of a model's parameters: ``avg <- d * avg + (1 - d) * p``.
 
-    Averaged weights are usually a little better than the last iterate at no cost.
+    The decay warms up as ``min(d, (1 + n) / (10 + n))`` after ``n`` updates, so the
+    average does not keep a share of the random initial weights (with a fixed d = 0.999,
+    4,000 steps leave 2% of them in, which visibly hurts a sharp 2-D density).
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must lie in (0, 1); got {decay}")
-        self.decay = decay
+        self.decay, self.updates = decay, 0
         self.shadow = copy.deepcopy(model).eval()
         for p in self.shadow.parameters():
             p.requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
         for avg, p in zip(self.shadow.parameters(), model.parameters()):
-            avg.lerp_(p.detach(), 1.0 - self.decay)
+            avg.lerp_(p.detach(), 1.0 - d)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
@@ -429,6 +433,25 @@ def fit(model: nn.Module, train: Tensor, steps: int = 4000, batch_size: int = 51
         ema.copy_to(model)
     model.eval()
     return losses
+
+
+def fit_density(model: nn.Module, train: Tensor, **fit_kwargs) -> tuple[StandardizedModel, list[float]]:
+    """Standardize ``train``, :func:`fit` ``model`` on it, wrap both as a density of ``x``.
+
+    Returns ``(density, losses)``; the losses are converted to the data units (the
+    standardization's log-det added), so they are comparable with :func:`nll` on held-out data.
+
+    Example:
+        >>> from nvp_edu.models import RealNVP2D
+        >>> density, losses = fit_density(RealNVP2D(num_couplings=2, hidden=16),
+        ...                               3 * torch.randn(256, 2), steps=5, progress=False)
+        >>> density.log_prob(torch.zeros(4, 2)).shape
+        torch.Size([4])
+    """
+    standardize = Standardize.fit(train)
+    losses = fit(model, standardize(train)[0], **fit_kwargs)
+    shift = torch.log(standardize.std).sum().item()  # -log-det of the standardization
+    return StandardizedModel(model, standardize), [loss + shift for loss in losses]
 
 
 def fit_baselines(train: Tensor, val: Tensor, test: Tensor,

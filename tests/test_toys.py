@@ -118,3 +118,20 @@ def test_baselines_pick_on_validation():
     assert out["gmm_components"] == 8 and out["kde_bandwidth"] == 0.05
     h = get_toy("8gaussians").true_entropy()
     assert h - 0.1 < out["gmm_test_nll"] < h + 0.1
+
+
+def test_2d_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nvp_edu.plotting import data_vs_samples, density_heatmap, layer_warp
+
+    model = RealNVP2D(num_couplings=4, hidden=8)
+    axes = layer_warp(model, torch.randn(50, 2), layers=[0, 2, 4], n_lines=3)
+    assert len(axes) == 3 and axes[2].get_title() == "after layer 4"
+    ax = density_heatmap(get_toy("checkerboard"), get_toy("checkerboard").bounds, n=40)
+    image = ax.get_images()[0].get_array()
+    assert image.shape == (40, 40) and abs(image.max() - 1 / 8) < 1e-6 and image.min() == 0
+    assert data_vs_samples(torch.randn(10, 2), torch.randn(10, 2)).shape == (2,)
+    plt.close("all")
