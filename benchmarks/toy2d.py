@@ -9,6 +9,27 @@ original data units, on an independent test draw), ``val_nll`` (what any tuning 
 NLL on the same test points: ``test_nll`` minus it estimates the KL divergence), ``gmm_test_nll`` / ``kde_test_nll`` (scikit-learn
 ``GaussianMixture`` / ``KernelDensity`` fitted in the same run on the same training data,
 hyperparameters chosen on the validation split), ``train_seconds`` and the config.
+
+Default config: 8 alternating affine couplings, 2-hidden-layer SiLU MLPs of 128 (last layer
+zero-initialized), 20,000 training points, batch 512, 4,000 steps of Adam with a one-cycle
+schedule peaking at lr 1e-2, gradient-norm clip 100, 1 torch thread.
+Measured 2026-11-28 on a 2-core machine shared with four other training jobs (so times are
+inflated), moons, seed 0 unless said:
+
+    lr 2e-3 (FACTS.md's config)       val 0.3184  test 0.3033
+    lr 2e-3, seed 1                    val 0.3124  test 0.3254
+    lr 5e-3                            val 0.3228  test 0.3132
+    lr 1e-2 (default)                  val 0.3116  test 0.3005   train 86 s
+    lr 1e-2, seed 1                    val 0.3023  test 0.3166
+    lr 2e-3, batch 1024                val 0.3152  test 0.3041
+    lr 2e-3, 6,000 steps               val 0.3160  test 0.3049
+    lr 2e-3, EMA 0.999 (warm-up)       val 0.3189  test 0.3039
+    lr 1e-2, EMA 0.999 (warm-up)       val 0.3125  test 0.3012
+
+The learning rate was the only knob that moved validation NLL by more than the seed-to-seed
+noise (~0.01 nats between draws of 20,000 points; compare ``true_density_val_nll``, the
+exact density on the same points: 0.2903 for seed 0's validation draw, 0.2809 for its
+test draw).
 """
 from __future__ import annotations
 
@@ -32,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of weights (0: off)")
     parser.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine"])
