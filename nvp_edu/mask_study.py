@@ -15,6 +15,7 @@ data (paper, section 4.1, with 17 levels instead of 256):
     bits/dim = (NLL_y - log|det dy/dx| + D ln 17) / (D ln 2)
 
 Example:
+    >>> from nvp_edu.masks import checkerboard_mask
     >>> result = train_mask_study(checkerboard_mask, steps=5, num_couplings=2,
     ...                           mid_channels=4, num_blocks=1)
     >>> sorted(result)[:3], result["num_params"] > 0
