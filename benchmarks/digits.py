@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                        scale_l2=args.scale_l2, val_fraction=args.val_fraction, ema=args.ema,
                        seed=args.seed)
     train_int, test_int = load_digits_split()
-    model, history = train_digits(train_int, cfg, progress=sys.stderr.isatty())
+    model, history = train_digits(train_int, cfg, progress=True)
     test = evaluate_bits_per_dim(model, test_int, DIGITS_LEVELS, draws=args.draws, seed=1234)
     fit_int, _ = split_validation(train_int, cfg.val_fraction, cfg.seed)
     train_bpd = evaluate_bits_per_dim(model, fit_int, DIGITS_LEVELS, draws=1, seed=1234)
