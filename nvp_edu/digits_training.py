@@ -45,7 +45,7 @@ class DigitsConfig:
     mid_channels: int = 32
     num_blocks: int = 2
     batch_norm: bool = True
-    epochs: int = 40
+    epochs: int = 15
     batch_size: int = 64
     lr: float = 1e-3
     scale_l2: float = 5e-5      # L2 on weight-norm scales (the paper's only weight decay)
