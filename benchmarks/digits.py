@@ -12,6 +12,12 @@ ledger of ``nvp_edu.ledger`` and averaged over several dequantization draws):
 - ``gmm_test_bpd``: scikit-learn ``GaussianMixture`` fitted in the same run on the same
   dequantized training data, its size and covariance type chosen on the same validation
   split; ``uniform_bpd`` = log2(17) for scale.
+
+Measured 2026-11-28 (2 cores; machine idle for this run): test_bpd 2.018, train_seconds 31,
+gmm_test_bpd 2.671 (60 diagonal components). What moved it (validation bits/dim, same seed):
+EMA of the weights, decay 0.98: 2.051 -> 2.006 (test 2.063 -> 2.018); EMA 0.995 lags (2.125
+after 15 epochs); mid_channels 16: 2.037; lr 5e-4: 2.032. Past ~15 epochs it overfits
+(val 2.15 at epoch 40): early stopping on the validation split picks the epoch.
 """
 from __future__ import annotations
 
@@ -63,14 +69,15 @@ def gmm_bpd(fit_int: torch.Tensor, val_int: torch.Tensor, test_int: torch.Tensor
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = DigitsConfig()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--mid-channels", type=int, default=defaults.mid_channels)
     parser.add_argument("--num-blocks", type=int, default=defaults.num_blocks)
     parser.add_argument("--num-scales", type=int, default=defaults.num_scales)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--scale-l2", type=float, default=defaults.scale_l2)
-    parser.add_argument("--ema", type=float, default=defaults.ema)
+    parser.add_argument("--ema", type=float, default=0.98,
+                        help="EMA decay of the weights (0 = off)")
     parser.add_argument("--no-batch-norm", action="store_true")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     parser.add_argument("--draws", type=int, default=5, help="dequantization draws for test")
@@ -85,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        scale_l2=args.scale_l2, val_fraction=args.val_fraction, ema=args.ema,
                        seed=args.seed)
+    cfg.ema = cfg.ema or None
     train_int, test_int = load_digits_split()
     model, history = train_digits(train_int, cfg, progress=True)
     test = evaluate_bits_per_dim(model, test_int, DIGITS_LEVELS, draws=args.draws, seed=1234)
