@@ -14,6 +14,8 @@ test bits/dim explodes" bug.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -86,3 +88,46 @@ class BatchNormFlow(Flow):
             y = (y - self.beta.view(view)) * torch.exp(-self.log_gamma).view(view)
         std = torch.sqrt(self.running_var.view(view) + self.eps)
         return y * std + self.running_mean.view(view)
+
+
+@torch.no_grad()
+def recompute_running_stats(model: nn.Module, batches: Iterable[Tensor]) -> int:
+    """Replace every batch norm's running statistics by exact averages over ``batches``.
+
+    The cure for stale running averages (module docstring): after training, run the
+    model in training mode over (a good part of) the training set with large batches,
+    and give each batch equal weight, ``running = mean over batches of the batch
+    statistic``. Covers :class:`BatchNormFlow` layers and the ``torch.nn`` batch norms
+    inside the ``s, t`` networks. Restores momentum and the train/eval mode; returns the
+    number of batches seen.
+
+    Example:
+        >>> bn = BatchNormFlow(2, momentum=1e-4)          # running stats barely move
+        >>> data = 3 + 2 * torch.randn(1000, 2)
+        >>> recompute_running_stats(bn, data.split(250))
+        4
+        >>> torch.allclose(bn.running_mean, data.mean(0), atol=1e-5)  # the exact mean
+        True
+    """
+    flows = [m for m in model.modules() if isinstance(m, BatchNormFlow)]
+    torch_bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in flows], [m.momentum for m in torch_bns]
+    was_training = model.training
+    for m in torch_bns:
+        m.reset_running_stats()
+        m.momentum = None  # torch's cumulative (equal-weight) average
+    model.train()
+    count = 0
+    try:
+        for k, x in enumerate(batches):
+            for m in flows:
+                m.momentum = 1.0 / (k + 1)  # running += (batch - running) / (k + 1): the mean
+            model(x)
+            count += 1
+    finally:
+        for m, mom in zip(flows, saved[0]):
+            m.momentum = mom
+        for m, mom in zip(torch_bns, saved[1]):
+            m.momentum = mom
+        model.train(was_training)
+    return count

@@ -153,6 +153,28 @@ class RealNVP(_Density):
             raise ValueError(f"RealNVP needs images of shape (N, {need[0]}, {need[1]}, "
                              f"{need[2]}); got shape {tuple(x.shape)}")
 
+    def latent_shapes(self) -> list[tuple[int, int, int]]:
+        """``(C, H, W)`` of each scale's latents, as :meth:`encode` returns them.
+
+        Example: ``RealNVP(3, 32, num_scales=2).latent_shapes()`` is
+        ``[(6, 16, 16), (6, 16, 16)]``: half of the 3x32x32 numbers leave at each scale.
+        """
+        shapes = []
+        c, s = self.in_channels, self.image_size
+        for _ in self.scales:
+            c, s = 4 * c, s // 2
+            shapes.append((c // 2, s, s))
+            c //= 2
+        shapes.append((c, s, s))
+        return shapes
+
+    def _check_latents(self, latents: list[Tensor]) -> None:
+        need = self.latent_shapes()
+        got = [tuple(z.shape[1:]) for z in latents]
+        if len(latents) != len(need) or got != need:
+            raise ValueError(f"RealNVP with {self.num_scales} scale(s) needs latents of shapes "
+                             f"(N, C, H, W) with (C, H, W) = {need}; got {got}")
+
     def encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Latents and log-dets per scale: ``([z_1, ..., z_K], [ld_1, ..., ld_K])``.
 
@@ -175,6 +197,7 @@ class RealNVP(_Density):
 
     def decode(self, latents: list[Tensor]) -> Tensor:
         """Inverse of :meth:`encode`: the image from the latents of every scale."""
+        self._check_latents(latents)
         x = self.final.inverse(latents[-1])
         for scale, z in zip(reversed(self.scales), reversed(latents[:-1])):
             x = torch.cat([z, x], dim=1)
@@ -196,6 +219,7 @@ class RealNVP(_Density):
 
     def merge_latents(self, latents: list[Tensor]) -> Tensor:
         """Put per-scale latents back in place: a tensor of the input's shape."""
+        self._check_latents(latents)
         z = latents[-1]
         for zk in reversed(latents[:-1]):
             z = self.squeeze.inverse(torch.cat([zk, z], dim=1))

@@ -1,0 +1,135 @@
+"""Exercises of notebooks 6-8: bits/dim, the logit's log-det, factor-out, batch norm's log-det.
+
+Example:
+    >>> import math
+    >>> from nvp_edu.exercises import check
+    >>> check("nll_to_bits_per_dim", lambda nll, d, L: (nll + d * math.log(L)) / (d * math.log(2)))
+    ✅ nll_to_bits_per_dim: correct on 3 random test cases.
+    True
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from . import Exercise, register
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    return isinstance(b, Tensor) and a.shape == b.shape and torch.allclose(a.double(), b.double(), atol=1e-5)
+
+
+# Notebook 6: bits/dim from the NLL of dequantized data ------------------------------------
+
+def nll_to_bits_per_dim(nll: Tensor, num_dims: int, levels: int) -> Tensor:
+    """``(NLL + D ln L) / (D ln 2)``: NLL in nats of the ``[0, 1)`` data to bits/dim."""
+    return (nll + num_dims * math.log(levels)) / (num_dims * math.log(2))
+
+
+register(Exercise(
+    name="nll_to_bits_per_dim",
+    topic="images as data",
+    reference=nll_to_bits_per_dim,
+    make_inputs=lambda gen: (200 * torch.randn(5, generator=gen, dtype=torch.float64),
+                             int(torch.randint(10, 100, (1,), generator=gen)),
+                             int(torch.randint(2, 300, (1,), generator=gen))),
+    hints=[
+        (lambda i, e, g: _close(i[0] / (i[1] * math.log(2)), g),
+         "the discretization constant is missing: add D ln L (the data were divided by L)."),
+        (lambda i, e, g: _close(e - 2 * math.log2(i[2]), g),
+         "sign of the constant: dividing by L has log-det -D ln L, so it adds +log2 L bits."),
+        (lambda i, e, g: _close(e * math.log(2), g), "divide by ln 2 to go from nats to bits."),
+    ],
+    mistakes=[
+        lambda nll, d, L: nll / (d * math.log(2)),
+        lambda nll, d, L: (nll - d * math.log(L)) / (d * math.log(2)),
+        lambda nll, d, L: (nll + d * math.log(L)) / d,
+    ],
+))
+
+
+# Notebook 6: the logit transform's log-det ------------------------------------------------
+
+def logit_log_det(x: Tensor, alpha: float) -> Tensor:
+    """Per-sample log-det of ``y = logit(alpha + (1 - 2 alpha) x)`` for ``x`` of shape (N, D)."""
+    p = alpha + (1 - 2 * alpha) * x
+    return (math.log(1 - 2 * alpha) - torch.log(p) - torch.log1p(-p)).sum(dim=1)
+
+
+register(Exercise(
+    name="logit_log_det",
+    topic="images as data",
+    reference=logit_log_det,
+    make_inputs=lambda gen: (torch.rand(4, 6, generator=gen, dtype=torch.float64), 0.05),
+    hints=[
+        (lambda i, e, g: _close(e - i[0].shape[1] * math.log(1 - 2 * i[1]), g),
+         "the chain rule's inner factor (1 - 2 alpha) is missing: log(1 - 2 alpha) per entry."),
+        (lambda i, e, g: _close(-e, g), "sign: d logit(p)/dp = 1 / (p (1 - p)), so the log-det is "
+                                        "-log p - log(1 - p), plus log(1 - 2 alpha)."),
+    ],
+    mistakes=[
+        lambda x, a: -logit_log_det(x, a),
+        lambda x, a: logit_log_det(x, a) - x.shape[1] * math.log(1 - 2 * a),
+        lambda x, a: logit_log_det(x, a).mean() * torch.ones(x.shape[0], dtype=x.dtype),
+    ],
+))
+
+
+# Notebook 7: factor out half of the channels ----------------------------------------------
+
+def squeeze_and_factor_out(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Squeeze ``(N, C, H, W) -> (N, 4C, H/2, W/2)`` (pixel_unshuffle order), then split the
+    channels in two halves: ``(z, h)`` = (factored out, kept for the next scale)."""
+    y = torch.nn.functional.pixel_unshuffle(x, 2)
+    z, h = y.chunk(2, dim=1)
+    return z, h
+
+
+register(Exercise(
+    name="squeeze_and_factor_out",
+    topic="multi-scale architecture",
+    reference=squeeze_and_factor_out,
+    make_inputs=lambda gen: (torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64),),
+    hints=[
+        (lambda i, e, g: isinstance(g, tuple) and len(g) == 2 and _close(e[0], g[1]),
+         "the halves are swapped: the first half of the channels is factored out."),
+        (lambda i, e, g: isinstance(g, tuple) and len(g) == 2 and g[0].shape != e[0].shape,
+         "squeeze first: (C, H, W) -> (4C, H/2, W/2), then split the 4C channels in two."),
+    ],
+    mistakes=[
+        lambda x: squeeze_and_factor_out(x)[::-1],
+        lambda x: tuple(x.chunk(2, dim=2)),
+        lambda x: tuple(x.reshape(x.shape[0], 4 * x.shape[1], 2, 2).chunk(2, dim=1)),
+    ],
+))
+
+
+# Notebook 8: batch normalization's log-det ------------------------------------------------
+
+def batchnorm_log_det(x: Tensor, eps: float) -> Tensor:
+    """Train-mode log-det of batch norm on ``(N, C, H, W)``, per sample, shape ``(N,)``:
+    ``-1/2 * H * W * sum_c log(var_c + eps)`` with the biased batch variance."""
+    var = x.var(dim=(0, 2, 3), unbiased=False)
+    pixels = x.shape[2] * x.shape[3]
+    return (-0.5 * pixels * torch.log(var + eps).sum()).expand(x.shape[0])
+
+
+register(Exercise(
+    name="batchnorm_log_det",
+    topic="batch normalization",
+    reference=batchnorm_log_det,
+    make_inputs=lambda gen: (3 * torch.randn(8, 2, 3, 3, generator=gen, dtype=torch.float64), 1e-4),
+    hints=[
+        (lambda i, e, g: _close(e / (i[0].shape[2] * i[0].shape[3]), g),
+         "every pixel of a channel is divided by the same std: multiply by H * W."),
+        (lambda i, e, g: _close(2 * e, g), "std, not variance: the factor is -1/2 log(var + eps)."),
+        (lambda i, e, g: _close(-e, g), "sign: dividing by a std > 1 shrinks volume (negative)."),
+    ],
+    mistakes=[
+        lambda x, eps: batchnorm_log_det(x, eps) / 9,
+        lambda x, eps: 2 * batchnorm_log_det(x, eps),
+        lambda x, eps: -batchnorm_log_det(x, eps),
+    ],
+))
