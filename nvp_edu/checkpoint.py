@@ -122,3 +122,19 @@ def restore_rng_state(state: dict[str, Any],
             raise KeyError(f"checkpoint has no state for generator {name!r}; it has "
                            f"{sorted(state['generators'])}")
         g.set_state(state["generators"][name])
+
+
+def same_training_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """True if two checkpoints hold bitwise-identical model and optimizer states and step.
+
+    The test of exact resume: a run stopped and resumed must match an uninterrupted one.
+    """
+    if a["step"] != b["step"] or a["model"].keys() != b["model"].keys():
+        return False
+    if not all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]):
+        return False
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    if sa.keys() != sb.keys():
+        return False
+    return all(torch.equal(torch.as_tensor(sa[i][k]), torch.as_tensor(sb[i][k]))
+               for i in sa for k in sa[i])
