@@ -104,7 +104,8 @@ def capture_rng_state(generators: dict[str, torch.Generator] | None = None) -> d
         "generators": {k: g.get_state() for k, g in (generators or {}).items()},
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's device only (under torchrun every rank saves its own)
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -116,7 +117,7 @@ def restore_rng_state(state: dict[str, Any],
     random.setstate((version, tuple(internal), gauss))
     _set_numpy_state(state["numpy"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
     for name, g in (generators or {}).items():
         if name not in state["generators"]:
             raise KeyError(f"checkpoint has no state for generator {name!r}; it has "

@@ -235,16 +235,20 @@ def fingerprint(model: nn.Module) -> float:
 
 
 def save_grid(images: Tensor, path: Path, title: str) -> None:
-    """A grid of [0, 1] images as a PNG (matplotlib, no display needed)."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """A grid of [0, 1] images as a PNG.
+
+    Uses a bare ``matplotlib.figure.Figure`` (no pyplot): it never touches the backend,
+    so figures inside a notebook keep displaying inline.
+    """
+    from matplotlib.figure import Figure
 
     from .plotting import image_grid
-    ax = image_grid(images, title=title)
+    n = images.shape[0]
+    side = max(2.0, 0.6 * math.ceil(math.sqrt(n)))
+    fig = Figure(figsize=(side, side + 0.3))
+    image_grid(images, ax=fig.add_subplot(), title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ax.figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(ax.figure)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -256,14 +260,13 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def plot_metrics(run_dir: str | os.PathLike) -> Path:
     """``metrics.png``: train/held-out bits/dim and throughput against steps."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     records = read_metrics(run_dir)
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot([r["step"] for r in train], [r["bpd"] for r in train], label="train (batch)")
     if evals:
         ax1.plot([r["step"] for r in evals], [r["test_bpd"] for r in evals], "o-",
@@ -275,7 +278,6 @@ def plot_metrics(run_dir: str | os.PathLike) -> Path:
     fig.tight_layout()
     path = Path(run_dir) / "metrics.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -385,7 +387,8 @@ def _train(cfg: Config, preset: dict[str, int], env: _Dist) -> dict[str, Any]:
 
     step, last_ckpt_step = 0, None
     if cfg.resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        # on the CPU: random states must be CPU tensors; load_state_dict copies to the device
+        ckpt = load_checkpoint(ckpt_path, map_location="cpu")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         per_rank = ckpt["rng_per_rank"]
@@ -448,9 +451,10 @@ def _train(cfg: Config, preset: dict[str, int], env: _Dist) -> dict[str, Any]:
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the text bar: works in terminals, logs and notebooks alike
     bar = tqdm(total=total, initial=step, disable=not (env.main and cfg.progress),
-               desc=f"{cfg.dataset}/{cfg.preset}", unit="step")
+               desc=f"{cfg.dataset}/{cfg.preset}", unit="step",
+               mininterval=1.0 if sys.stderr.isatty() else 10.0)  # few lines in files/notebooks
     model.train()
     order: list[int] = []
     order_epoch = -1
@@ -496,7 +500,7 @@ def _train(cfg: Config, preset: dict[str, int], env: _Dist) -> dict[str, Any]:
                    "loss": loss.item(), "bpd": loss.item(), "grad_norm": grad_norm.item(),
                    "img_per_s": ips, "lr": optimizer.param_groups[0]["lr"]}
             log(rec)
-            bar.set_postfix(bpd=f"{rec['bpd']:.3f}", img_s=f"{ips:.1f}")
+            bar.set_postfix(bpd=f"{rec['bpd']:.3f}", img_s=f"{ips:.1f}", refresh=False)
             window_start, window_steps = time.perf_counter(), 0
         due_eval = (step % cfg.eval_every == 0) if cfg.eval_every else end_of_epoch
         if due_eval or step == total:
