@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps (default 1 CPU, 5 GPU)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
     p.add_argument("--count-flops", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--relu-inplace", action="store_true",
+                   help="experiment: make every nn.ReLU in the s/t nets in-place (a "
+                        "suggested change to nets.py, measured here without editing it)")
     p.add_argument("--profile", action="store_true",
                    help="profile one step with torch.profiler; top ops to stderr")
     a = p.parse_args(argv)
@@ -81,6 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_model(a.preset, 3, 32).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if a.relu_inplace:  # safe after BatchNorm2d: its backward needs its input, not output
+        for m in model.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = True
     opt = torch.optim.Adam(param_groups(model, 5e-5), lr=1e-3)
     net = torch.compile(model) if a.compile else model
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if a.precision == "bf16"
@@ -113,12 +120,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(prof.key_averages().table(sort_by=key, row_limit=20), file=sys.stderr)
     if gpu:
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         step()
         sync()
         times.append(time.perf_counter() - t)
+        cpu_times.append(time.process_time() - c)
     s_per_step = statistics.median(times)
 
     flops = None
@@ -140,9 +148,12 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "device": torch.cuda.get_device_name(device) if gpu else f"cpu ({torch.get_num_threads()} threads)",
         "dtype": a.precision, "compile": a.compile, "channels_last": channels_last,
-        "threads": torch.get_num_threads(), "batch": a.batch, "preset": a.preset,
+        "threads": torch.get_num_threads(), "relu_inplace": a.relu_inplace, "batch": a.batch, "preset": a.preset,
         "img_per_s": round(a.batch / s_per_step, 3), "s_per_step": round(s_per_step, 4),
         "s_per_step_all": [round(t, 4) for t in times],
+        # CPU seconds this process used per step (all threads): on a shared machine this
+        # is steadier than wall time; with 1 thread it is the unloaded wall time, roughly
+        "cpu_s_per_step": round(statistics.median(cpu_times), 4),
         "peak_mem_mb": round(peak_mem, 1), "flops_per_step": flops,
         "achieved_tflops": round(achieved, 4) if achieved else None,
         "mfu": round(achieved / peak, 4) if achieved and peak else None,

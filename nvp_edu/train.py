@@ -48,7 +48,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -146,7 +146,6 @@ class Config:
     limit_test: int | None = None
     num_samples: int | None = None
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------- data ----------------------------------------
@@ -389,6 +388,10 @@ def _train(cfg: Config, preset: dict[str, int], env: _Dist) -> dict[str, Any]:
     if cfg.resume and ckpt_path.is_file():
         # on the CPU: random states must be CPU tensors; load_state_dict copies to the device
         ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+        for key in ("dataset", "preset"):
+            if ckpt["config"][key] != getattr(cfg, key):
+                raise ValueError(f"--resume: {ckpt_path} was trained with --{key} "
+                                 f"{ckpt['config'][key]}; got --{key} {getattr(cfg, key)}")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         per_rank = ckpt["rng_per_rank"]
@@ -420,7 +423,7 @@ def _train(cfg: Config, preset: dict[str, int], env: _Dist) -> dict[str, Any]:
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng_per_rank": rngs, "step": step, "epoch": step // steps_per_epoch,
                 "world_size": env.world,
-                "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+                "config": asdict(cfg),
             })
         last_ckpt_step = step
 

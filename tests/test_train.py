@@ -44,6 +44,8 @@ def test_resumed_run_ends_bitwise_equal_to_uninterrupted(tmp_path):
     lb = [(r["step"], r["loss"]) for r in T.read_metrics(tmp_path / "split")
           if r["kind"] == "train"]
     assert la == lb and [s for s, _ in la] == list(range(1, 9))
+    with pytest.raises(ValueError, match="trained with --dataset synthetic; got --dataset digits"):
+        T.main([*SMALL, "--dataset", "digits", "--out", str(tmp_path / "split"), "--resume"])
     # the comparison can fail: another seed ends elsewhere
     assert _run(tmp_path / "other", "--max-steps", "2", "--seed", "4") == 0
     c = load_checkpoint(tmp_path / "other" / "checkpoint.pt")
