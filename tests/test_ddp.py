@@ -29,8 +29,12 @@ def _torchrun(out, *extra):
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
 def test_torchrun_two_ranks_stay_in_sync_and_rank0_writes_once(tmp_path):
     out = tmp_path / "ddp"
-    r = _torchrun(out, "--max-steps", "3")
+    r = _torchrun(out, "--max-steps", "2")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # stop and resume: every rank restores its own random state from rank 0's checkpoint
+    r = _torchrun(out, "--max-steps", "3", "--resume")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stderr.count("resumed from") == 1  # rank 0 reports it, once
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2
     assert [rk["rank"] for rk in summary["ranks"]] == [0, 1]
