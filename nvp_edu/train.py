@@ -607,6 +607,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FileNotFoundError as e:  # e.g. no CIFAR-10 tarball and no network: say what to do
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "ranks"}))
     return 0

@@ -149,5 +149,8 @@ def test_cli_help_and_bad_input(capsys):
     with pytest.raises(ValueError, match="batch size 64 x 1 process"):
         T.train(T.parse_args(["--dataset", "digits", "--out", "/tmp/x", "--batch-size", "64",
                               "--limit-train", "10"]))
+    assert T.main(["--dataset", "cifar10", "--no-download", "--data-root", "/nonexistent",
+                   "--out", "/tmp/x"]) == 1
+    assert "cifar-10-python.tar.gz not found in folder /nonexistent" in capsys.readouterr().err
     with pytest.raises(ValueError, match="got 'fp16'"):
         T.train(T.Config(precision="fp16"))
