@@ -29,3 +29,4 @@ def load_digits_split(test_size: float = 0.2, random_state: int = 0) -> tuple[Te
     images = load_digits().images.astype(np.uint8)  # (1797, 8, 8), values 0..16
     train, test = train_test_split(images, test_size=test_size, random_state=random_state)
     return (torch.from_numpy(train).unsqueeze(1), torch.from_numpy(test).unsqueeze(1))
+from .cifar import CIFAR10

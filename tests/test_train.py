@@ -1,0 +1,156 @@
+"""The trainer: exact resume, NaN guard, bits/dim bookkeeping, mixed precision, CLI."""
+import json
+import math
+
+import pytest
+import torch
+
+from nvp_edu import train as T
+from nvp_edu.checkpoint import load_checkpoint, same_training_state
+
+# a few tiny steps: 48 synthetic CIFAR-shaped images, batch 8 -> 6 steps per epoch
+SMALL = ["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "8", "--limit-train",
+         "48", "--limit-test", "16", "--num-samples", "4", "--log-every", "1", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny convolutions: a second OpenMP thread costs more than it gives on a busy 2-core
+    # machine (measured: this file 63 s with 2 threads under load, 11 s with 1)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _run(out, *extra):
+    return T.main([*SMALL, "--out", str(out), *extra])
+
+
+def test_resumed_run_ends_bitwise_equal_to_uninterrupted(tmp_path):
+    # stop at step 4 (mid epoch 1), resume to 8 (crossing the epoch boundary at 6)
+    assert _run(tmp_path / "straight", "--max-steps", "8", "--seed", "3") == 0
+    assert _run(tmp_path / "split", "--max-steps", "4", "--seed", "3") == 0
+    assert _run(tmp_path / "split", "--max-steps", "8", "--seed", "3", "--resume") == 0
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 8
+    assert same_training_state(a, b)
+    assert torch.equal(a["rng_per_rank"][0]["generators"]["aug"],
+                       b["rng_per_rank"][0]["generators"]["aug"])
+    # the logged losses agree step by step, and no step is logged twice
+    la = [(r["step"], r["loss"]) for r in T.read_metrics(tmp_path / "straight")
+          if r["kind"] == "train"]
+    lb = [(r["step"], r["loss"]) for r in T.read_metrics(tmp_path / "split")
+          if r["kind"] == "train"]
+    assert la == lb and [s for s, _ in la] == list(range(1, 9))
+    with pytest.raises(ValueError, match="trained with --dataset synthetic; got --dataset digits"):
+        T.main([*SMALL, "--dataset", "digits", "--out", str(tmp_path / "split"), "--resume"])
+    # the comparison can fail: another seed ends elsewhere
+    assert _run(tmp_path / "other", "--max-steps", "2", "--seed", "4") == 0
+    c = load_checkpoint(tmp_path / "other" / "checkpoint.pt")
+    assert not all(torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
+    c["step"] = 8
+    assert not same_training_state(a, c)
+    run = tmp_path / "straight"
+    assert (run / "metrics.png").is_file() and (run / "samples" / "step_0000008.png").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 8 and math.isfinite(summary["test_bpd"])
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real = T._to_model_space
+    calls = {"train": 0}
+
+    def poisoned(x, levels, generator=None):
+        y, ld = real(x, levels, generator)
+        if torch.is_grad_enabled():  # training steps only, not evaluation
+            calls["train"] += 1
+            if calls["train"] == 5:
+                y = y.clone()
+                y[0, 0, 0, 0] = math.inf
+        return y, ld
+
+    monkeypatch.setattr(T, "_to_model_space", poisoned)
+    out = tmp_path / "nan"
+    digits = ["--dataset", "digits", "--limit-train", "64", "--limit-test", "16"]
+    assert _run(out, *digits, "--max-steps", "8", "--eval-every", "2") == 2
+    err = capsys.readouterr().err
+    assert "non-finite loss or gradient at step 5" in err
+    assert "last good checkpoint" in err and "(step 4)" in err
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    with pytest.raises(T.NonFiniteLossError, match="no checkpoint was written yet"):
+        calls["train"] = 0
+        T.train(T.parse_args([*SMALL, *digits, "--out", str(tmp_path / "nan2"),
+                              "--max-steps", "8"]))
+
+
+def test_preprocessing_log_det_and_bits_per_dim_constant():
+    # the logit's log-det against autograd, per sample, in float64
+    x = torch.tensor([[0, 17, 255], [128, 3, 200]], dtype=torch.uint8)
+    u = torch.rand(2, 3, generator=torch.Generator().manual_seed(0))
+    y, ld = T._to_model_space(x, 256, torch.Generator().manual_seed(0))
+    x01 = ((x.double() + u.double()) / 256).requires_grad_()
+    p = T.ALPHA + (1 - 2 * T.ALPHA) * x01
+    yy = torch.log(p / (1 - p))
+    (d,) = torch.autograd.grad(yy.sum(), x01)
+    torch.testing.assert_close(y.double(), yy.detach(), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(ld.double(), d.log().sum(1), rtol=1e-5, atol=1e-5)
+    # a uniform density on [0, 1]^D is exactly log2(levels) bits/dim
+    bpd = T.bits_per_dim(-ld, ld, D=3, levels=256)
+    torch.testing.assert_close(bpd, torch.full((2,), 8.0))
+    torch.testing.assert_close(T._from_model_space(y).double(), x01.detach().clamp(0, 1),
+                               rtol=0, atol=1e-5)
+
+
+def test_bf16_autocast_runs_nets_in_bf16_but_log_dets_in_float32():
+    model = T.build_model("tiny", 3, 32)
+    y, _ = T._to_model_space(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), 256)
+    seen = []
+    conv = model.final[0].net.net[0]
+    conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.no_grad():
+        z32, ld32 = model(y)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            z16, ld16 = model(y)
+    assert seen == [torch.float32, torch.bfloat16]
+    assert z16.dtype == torch.float32 and ld16.dtype == torch.float32
+    assert (z16 - z32).abs().max() < 0.1 and (ld16 - ld32).abs().max() < 1.0
+
+
+def test_bf16_channels_last_training_step_is_finite(tmp_path):
+    out = tmp_path / "bf16"
+    assert _run(out, "--max-steps", "2", "--precision", "bf16", "--channels-last") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["precision"] == "bf16" and summary["channels_last"] is True
+    assert math.isfinite(summary["test_bpd"]) and 6 < summary["test_bpd"] < 12
+
+
+def test_l2_applies_to_weight_norm_scales_only():
+    model = T.build_model("tiny", 3, 32)
+    decayed, plain = T.param_groups(model, 5e-5)
+    assert decayed["weight_decay"] == 5e-5 and plain["weight_decay"] == 0
+    n_wn = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+               and hasattr(m, "parametrizations"))
+    assert len(decayed["params"]) == n_wn > 0
+    assert all(p.dim() == 4 and p.shape[1:] == (1, 1, 1) for p in decayed["params"])
+
+
+def test_cli_help_and_bad_input(capsys):
+    with pytest.raises(SystemExit):
+        T.main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ["--dataset", "--preset", "--out", "--max-steps", "--epochs", "--resume",
+                 "--seed", "--device", "--batch-size", "--precision", "--compile",
+                 "--data-root"]:
+        assert flag in text
+    with pytest.raises(ValueError, match="batch size 64 x 1 process"):
+        T.train(T.parse_args(["--dataset", "digits", "--out", "/tmp/x", "--batch-size", "64",
+                              "--limit-train", "10"]))
+    assert T.main(["--dataset", "cifar10", "--no-download", "--data-root", "/nonexistent",
+                   "--out", "/tmp/x"]) == 1
+    assert "cifar-10-python.tar.gz not found in folder /nonexistent" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="got 'fp16'"):
+        T.train(T.Config(precision="fp16"))
