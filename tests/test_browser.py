@@ -50,8 +50,10 @@ def _unavailable(reason: str):
 
 def _selected(request, test_name: str, param: str) -> list[str]:
     """Parameters of ``test_name`` that this pytest session will actually run."""
+    # An empty parametrization yields one placeholder item whose parameter is not a str.
     return [item.callspec.params[param] for item in request.session.items
-            if getattr(item, "originalname", None) == test_name and hasattr(item, "callspec")]
+            if getattr(item, "originalname", None) == test_name and hasattr(item, "callspec")
+            and isinstance(item.callspec.params.get(param), str)]
 
 
 @pytest.fixture(scope="session")
