@@ -32,7 +32,9 @@ from torch import Tensor
 from .base import Sequential
 from .coupling import AffineCoupling
 from .data import DIGITS_LEVELS, load_digits_split
+from .ledger import bits_per_dim as ledger_bits_per_dim
 from .nets import ResNet
+from .preprocess import LOGIT_ALPHA, Logit, dequantize
 from .prior import standard_normal_log_prob
 
 MaskFn = Callable[..., Tensor]  # (height, width, invert=False) -> (1, 1, H, W)
@@ -57,19 +59,14 @@ def top_half_mask(height: int, width: int, invert: bool = False) -> Tensor:
     return mask.view(1, 1, height, width)
 
 
-def dequantize_logit(k: Tensor, levels: int = DIGITS_LEVELS, alpha: float = 0.05,
+def dequantize_logit(k: Tensor, levels: int = DIGITS_LEVELS, alpha: float = LOGIT_ALPHA,
                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Integer images ``k`` in ``0..levels-1`` -> logit space ``y`` and ``log|det dy/dx|``.
 
-    ``x = (k + u) / levels`` lies in [0, 1); ``p = alpha + (1 - 2 alpha) x``; ``y = logit(p)``.
-    The log-det of ``x -> y`` is ``sum log(1 - 2 alpha) - log p - log(1 - p)`` per sample.
+    ``x = (k + u) / levels`` lies in [0, 1); ``y = logit(alpha + (1 - 2 alpha) x)``
+    (the :mod:`nvp_edu.preprocess` flows of notebook 6).
     """
-    u = torch.rand(k.shape, generator=generator)
-    x = (k.float() + u) / levels
-    p = alpha + (1 - 2 * alpha) * x
-    y = torch.log(p) - torch.log1p(-p)
-    log_det = (math.log(1 - 2 * alpha) - torch.log(p) - torch.log1p(-p)).flatten(1).sum(1)
-    return y, log_det
+    return Logit(alpha)(dequantize(k, levels, generator))
 
 
 def coupling_stack(mask_fn: MaskFn, size: int = 8, num_couplings: int = 4,
@@ -90,8 +87,7 @@ def bits_per_dim(flow: Sequential, images: Tensor, seed: int = 0) -> float:
         y, logit_ld = dequantize_logit(images, generator=gen)
         z, ld = flow(y)
         nll = -(standard_normal_log_prob(z) + ld + logit_ld)  # nats, of x in [0, 1)^D
-    dims = images[0].numel()
-    return ((nll.mean().item() + dims * math.log(DIGITS_LEVELS)) / (dims * math.log(2)))
+    return float(ledger_bits_per_dim(nll.mean().item(), images[0].numel(), DIGITS_LEVELS))
 
 
 def train_mask_study(mask_fn: MaskFn, steps: int = 1000, num_couplings: int = 4,

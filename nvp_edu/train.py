@@ -56,10 +56,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .base import sum_except_batch
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import seed_everything
+from .ledger import bits_per_dim as ledger_bits_per_dim
 from .models import RealNVP
+from .preprocess import LOGIT_ALPHA, Logit, dequantize
 from .prior import standard_normal_log_prob
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -73,45 +74,33 @@ PRESETS: dict[str, dict[str, int]] = {
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-# ---------------------------------------------------------------------------------------
-# PREPROCESSING SHIM -- to be replaced by nvp_edu.preprocess at merge (same math).
-# Dequantization (paper section 4.1, "jittering") and the logit transform with the
-# official code's constraint p = alpha + (1 - 2 alpha) * x, alpha = 0.05 (p in [0.05, 0.95]).
-# ---------------------------------------------------------------------------------------
-ALPHA = 0.05
+# Preprocessing (notebook 6, nvp_edu.preprocess): dequantization (paper section 4.1,
+# "jittering") and the logit with the official code's constraint p = 0.05 + 0.9 x.
+_LOGIT = Logit(LOGIT_ALPHA)
 
 
 def _to_model_space(x_uint8: Tensor, levels: int,
                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Integer images -> logit space: ``y = logit(alpha + (1 - 2 alpha)(x + u) / levels)``.
 
-    ``u ~ U[0, 1)`` per value (dequantization). Returns ``y`` (float32) and the per-sample
-    log-det of ``(x + u)/levels -> y``: ``sum(log(1 - 2 alpha) - log p - log(1 - p))``.
+    Returns ``y`` (float32) and the per-sample log-det of ``(x + u)/levels -> y``.
     """
-    x = x_uint8.float()
-    u = torch.rand(x.shape, generator=generator, device=x.device)
-    p = ALPHA + (1 - 2 * ALPHA) * (x + u) / levels
-    y = torch.log(p) - torch.log1p(-p)
-    log_det = sum_except_batch(math.log(1 - 2 * ALPHA) - torch.log(p) - torch.log1p(-p))
-    return y, log_det
+    return _LOGIT(dequantize(x_uint8, levels, generator))
 
 
 def _from_model_space(y: Tensor) -> Tensor:
     """Inverse of the logit: model space -> images in [0, 1] (clamped, for display)."""
-    return ((torch.sigmoid(y.float()) - ALPHA) / (1 - 2 * ALPHA)).clamp(0, 1)
+    return _LOGIT.inverse(y.float()).clamp(0, 1)
 
 
 def bits_per_dim(log_prob_model_space: Tensor, logit_log_det: Tensor, D: int,
                  levels: int) -> Tensor:
     """Bits/dim of the discrete data: ``(-(log p(y) + logdet) + D ln levels) / (D ln 2)``.
 
-    ``log p(y) + logdet`` is the log-density of the dequantized data scaled to [0, 1];
-    the ``D ln levels`` term turns it into a density on ``[0, levels)^D``, which lower-bounds
-    the discrete log-likelihood (paper, section 4.1).
+    ``log p(y) + logdet`` is the log-density of the dequantized data scaled to [0, 1]
+    (see :func:`nvp_edu.ledger.bits_per_dim`).
     """
-    nll = -(log_prob_model_space + logit_log_det) + D * math.log(levels)
-    return nll / (D * math.log(2))
-# --------------------------------- end of the shim ------------------------------------
+    return ledger_bits_per_dim(-(log_prob_model_space + logit_log_det), D, levels)
 
 
 class NonFiniteLossError(RuntimeError):

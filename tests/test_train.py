@@ -93,7 +93,7 @@ def test_preprocessing_log_det_and_bits_per_dim_constant():
     u = torch.rand(2, 3, generator=torch.Generator().manual_seed(0))
     y, ld = T._to_model_space(x, 256, torch.Generator().manual_seed(0))
     x01 = ((x.double() + u.double()) / 256).requires_grad_()
-    p = T.ALPHA + (1 - 2 * T.ALPHA) * x01
+    p = T.LOGIT_ALPHA + (1 - 2 * T.LOGIT_ALPHA) * x01
     yy = torch.log(p / (1 - p))
     (d,) = torch.autograd.grad(yy.sum(), x01)
     torch.testing.assert_close(y.double(), yy.detach(), rtol=1e-6, atol=1e-5)
