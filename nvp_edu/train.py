@@ -79,7 +79,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 _LOGIT = Logit(LOGIT_ALPHA)
 
 
-def _to_model_space(x_uint8: Tensor, levels: int,
+def to_model_space(x_uint8: Tensor, levels: int,
                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Integer images -> logit space: ``y = logit(alpha + (1 - 2 alpha)(x + u) / levels)``.
 
@@ -88,7 +88,7 @@ def _to_model_space(x_uint8: Tensor, levels: int,
     return _LOGIT(dequantize(x_uint8, levels, generator))
 
 
-def _from_model_space(y: Tensor) -> Tensor:
+def from_model_space(y: Tensor) -> Tensor:
     """Inverse of the logit: model space -> images in [0, 1] (clamped, for display)."""
     return _LOGIT.inverse(y.float()).clamp(0, 1)
 
@@ -204,7 +204,7 @@ def param_groups(model: nn.Module, l2: float) -> list[dict[str, Any]]:
 def model_bpd(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Generator,
               autocast: Any, channels_last: bool) -> Tensor:
     """Per-sample bits/dim of integer images under ``net`` (dequantized with ``generator``)."""
-    y, logit_ld = _to_model_space(x_uint8, levels, generator)
+    y, logit_ld = to_model_space(x_uint8, levels, generator)
     if channels_last:
         y = y.contiguous(memory_format=torch.channels_last)
     with autocast:
@@ -435,7 +435,7 @@ def _train(cfg: Config, preset: dict[str, int], env: _Dist) -> dict[str, Any]:
         with torch.no_grad():
             y = model.sample(n, temperature=1.0, generator=g)
         model.train()
-        save_grid(_from_model_space(y), out / "samples" / f"step_{step:07d}.png",
+        save_grid(from_model_space(y), out / "samples" / f"step_{step:07d}.png",
                   f"{cfg.dataset} samples, step {step}, T=1.0")
 
     def log(record: dict[str, Any]) -> None:

@@ -59,7 +59,7 @@ def test_resumed_run_ends_bitwise_equal_to_uninterrupted(tmp_path):
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    real = T._to_model_space
+    real = T.to_model_space
     calls = {"train": 0}
 
     def poisoned(x, levels, generator=None):
@@ -71,7 +71,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, c
                 y[0, 0, 0, 0] = math.inf
         return y, ld
 
-    monkeypatch.setattr(T, "_to_model_space", poisoned)
+    monkeypatch.setattr(T, "to_model_space", poisoned)
     out = tmp_path / "nan"
     digits = ["--dataset", "digits", "--limit-train", "64", "--limit-test", "16"]
     assert _run(out, *digits, "--max-steps", "8", "--eval-every", "2") == 2
@@ -91,7 +91,7 @@ def test_preprocessing_log_det_and_bits_per_dim_constant():
     # the logit's log-det against autograd, per sample, in float64
     x = torch.tensor([[0, 17, 255], [128, 3, 200]], dtype=torch.uint8)
     u = torch.rand(2, 3, generator=torch.Generator().manual_seed(0))
-    y, ld = T._to_model_space(x, 256, torch.Generator().manual_seed(0))
+    y, ld = T.to_model_space(x, 256, torch.Generator().manual_seed(0))
     x01 = ((x.double() + u.double()) / 256).requires_grad_()
     p = T.LOGIT_ALPHA + (1 - 2 * T.LOGIT_ALPHA) * x01
     yy = torch.log(p / (1 - p))
@@ -101,13 +101,13 @@ def test_preprocessing_log_det_and_bits_per_dim_constant():
     # a uniform density on [0, 1]^D is exactly log2(levels) bits/dim
     bpd = T.bits_per_dim(-ld, ld, D=3, levels=256)
     torch.testing.assert_close(bpd, torch.full((2,), 8.0))
-    torch.testing.assert_close(T._from_model_space(y).double(), x01.detach().clamp(0, 1),
+    torch.testing.assert_close(T.from_model_space(y).double(), x01.detach().clamp(0, 1),
                                rtol=0, atol=1e-5)
 
 
 def test_bf16_autocast_runs_nets_in_bf16_but_log_dets_in_float32():
     model = T.build_model("tiny", 3, 32)
-    y, _ = T._to_model_space(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), 256)
+    y, _ = T.to_model_space(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), 256)
     seen = []
     conv = model.final[0].net.net[0]
     conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
