@@ -34,6 +34,7 @@ from .config import seed_everything
 from .data import DIGITS_LEVELS
 from .ledger import LN2, evaluate_bits_per_dim
 from .models import RealNVP
+from .nets import param_groups
 from .preprocess import Preprocess
 
 
@@ -84,15 +85,6 @@ def training_bpd(model: nn.Module, x_int: Tensor, levels: int = DIGITS_LEVELS) -
     return nll.mean() / (y[0].numel() * LN2)
 
 
-def _param_groups(model: nn.Module, scale_l2: float) -> list[dict]:
-    # weight_norm stores w = g * v / |v|; "original0" is g, the scale the paper decays
-    scales = [p for n, p in model.named_parameters() if n.endswith("original0")]
-    ids = {id(p) for p in scales}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    return [{"params": rest, "weight_decay": 0.0},
-            {"params": scales, "weight_decay": scale_l2}]
-
-
 def split_validation(train_int: Tensor, fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A fixed random ``fraction`` of the training images, held out for early stopping."""
     if not 0 <= fraction < 1:
@@ -124,7 +116,7 @@ def train_digits(train_int: Tensor, cfg: DigitsConfig, model: nn.Module | None =
     seed_everything(cfg.seed)
     model = model if model is not None else make_model(cfg)
     fit_int, val_int = split_validation(train_int, cfg.val_fraction, cfg.seed)
-    opt = torch.optim.Adam(_param_groups(model, cfg.scale_l2), lr=cfg.lr)
+    opt = torch.optim.Adam(param_groups(model, cfg.scale_l2), lr=cfg.lr)
     ema = None
     if cfg.ema is not None:
         ema = torch.optim.swa_utils.AveragedModel(

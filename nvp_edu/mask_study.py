@@ -23,7 +23,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -105,7 +104,6 @@ def train_mask_study(mask_fn: MaskFn, steps: int = 1000, num_couplings: int = 4,
     opt = torch.optim.Adam(flow.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     dims = train[0].numel()
-    const = dims * math.log(DIGITS_LEVELS)
     losses = []
     steps_iter = range(steps)
     if progress:
@@ -121,6 +119,6 @@ def train_mask_study(mask_fn: MaskFn, steps: int = 1000, num_couplings: int = 4,
         nll.backward()
         torch.nn.utils.clip_grad_norm_(flow.parameters(), 100.0)
         opt.step()
-        losses.append((nll.item() + const) / (dims * math.log(2)))
+        losses.append(ledger_bits_per_dim(nll.item(), dims, DIGITS_LEVELS))
     return {"losses": losses, "test_bpd": bits_per_dim(flow, test, seed),
             "num_params": sum(p.numel() for p in flow.parameters())}

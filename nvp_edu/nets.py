@@ -49,6 +49,18 @@ def wn_conv(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Mod
     return weight_norm(conv)
 
 
+def param_groups(model: nn.Module, l2: float) -> list[dict]:
+    """Optimizer groups: weight-norm scales ``g`` with L2 ``l2``, everything else without.
+
+    The paper (section 4.1) puts an L2 penalty of 5e-5 on the weight-normalization scale
+    parameters only. ``weight_norm`` stores ``w = g * v / |v|`` with ``g`` as ``original0``.
+    """
+    scales, rest = [], []
+    for name, p in model.named_parameters():
+        (scales if name.endswith("parametrizations.weight.original0") else rest).append(p)
+    return [{"params": scales, "weight_decay": l2}, {"params": rest, "weight_decay": 0.0}]
+
+
 class ResidualBlock(nn.Module):
     """``x + conv(relu(bn(conv(relu(bn(x))))))``: the pre-activation residual block."""
 

@@ -60,6 +60,7 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .config import seed_everything
 from .ledger import bits_per_dim as ledger_bits_per_dim
 from .models import RealNVP
+from .nets import param_groups
 from .preprocess import LOGIT_ALPHA, Logit, dequantize
 from .prior import standard_normal_log_prob
 
@@ -190,15 +191,6 @@ def build_model(preset: str, in_channels: int, image_size: int) -> RealNVP:
     p = PRESETS[preset]
     return RealNVP(in_channels, image_size, num_scales=p["num_scales"],
                    mid_channels=p["mid_channels"], num_blocks=p["num_blocks"])
-
-
-def param_groups(model: nn.Module, l2: float) -> list[dict[str, Any]]:
-    """Two groups: weight-norm scales ``g`` (L2 ``l2``), everything else (no decay)."""
-    scales, rest = [], []
-    for name, p in model.named_parameters():
-        # torch.nn.utils.parametrizations.weight_norm stores g as original0, v as original1
-        (scales if name.endswith("parametrizations.weight.original0") else rest).append(p)
-    return [{"params": scales, "weight_decay": l2}, {"params": rest, "weight_decay": 0.0}]
 
 
 def model_bpd(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Generator,
