@@ -21,10 +21,11 @@ class Flow(nn.Module):
     ``log_det`` has shape ``(batch,)``: ``log |det dy/dx|`` for each sample.
 
     Example:
-        >>> flow = Sequential(Shift(1.0))  # doctest: +SKIP
-        >>> y, log_det = flow(x)
-        >>> torch.allclose(flow.inverse(y), x)
-        True
+        >>> from nvp_edu.flows import Squeeze
+        >>> x = torch.randn(2, 1, 4, 4)
+        >>> y, log_det = Squeeze()(x)  # any Flow: forward returns (output, log-det)
+        >>> torch.equal(Squeeze().inverse(y), x), log_det.shape
+        (True, torch.Size([2]))
     """
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract

@@ -24,6 +24,7 @@ class MLP(nn.Module):
     """Fully connected ``s, t`` network for vector data: ``in_dim -> hidden x depth -> out_dim``.
 
     Example:
+        >>> import torch
         >>> net = MLP(2, 4, hidden=16)
         >>> net(torch.randn(3, 2)).shape
         torch.Size([3, 4])
@@ -82,6 +83,7 @@ class ResNet(nn.Module):
     starts at zero.
 
     Example:
+        >>> import torch
         >>> net = ResNet(3, 6, mid_channels=8, num_blocks=1)
         >>> net(torch.randn(2, 3, 4, 4)).shape
         torch.Size([2, 6, 4, 4])

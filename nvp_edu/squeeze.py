@@ -19,6 +19,7 @@ class Squeeze(Flow):
     channel ``c``.
 
     Example:
+        >>> import torch
         >>> x = torch.arange(16.).view(1, 1, 4, 4)
         >>> y, log_det = Squeeze()(x)
         >>> y.shape, bool((Squeeze().inverse(y) == x).all())

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run the whole test suite: unit tests, every notebook in fast mode (nbval), the
-# browser walkthrough. Installs everything on first use. Extra arguments go to pytest.
+# browser walkthrough, the docstring examples. Installs everything on first use. Extra arguments go to pytest.
 source "$(dirname "$0")/_env.sh" test
 export NVP_EDU_FAST=1
 set +e
 # notebooks/ is collected when present (a fresh clone of a branch without notebooks has none).
-paths=(tests)
+paths=(tests nvp_edu)
 [ -d notebooks ] && paths+=(notebooks)
-python -m pytest "${paths[@]}" --nbval-lax --nbval-current-env --nbval-cell-timeout=600 "$@"
+python -m pytest "${paths[@]}" --doctest-modules --nbval-lax --nbval-current-env --nbval-cell-timeout=600 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
