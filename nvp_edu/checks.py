@@ -120,6 +120,12 @@ def check_log_det(flow: nn.Module, x: Tensor, atol: float = 1e-6) -> CheckResult
         return CheckResult("log-det", False, float("inf"),
                            f"log_det has shape {tuple(claimed.shape)}; a flow returns one "
                            f"log-det per sample, shape ({x.shape[0]},)")
+    if not torch.isfinite(claimed).all():
+        bad = int((~torch.isfinite(claimed)).nonzero()[0])
+        return CheckResult("log-det", False, float("inf"),
+                           f"your log-det is {claimed[bad].item()} on sample {bad}: is it the log "
+                           "of a negative determinant? The formula needs log|det|, with the "
+                           "absolute value")
     true = autograd_log_det(flow, x)
     if not torch.isfinite(true).all():
         bad = int((~torch.isfinite(true)).nonzero()[0])

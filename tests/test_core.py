@@ -89,6 +89,12 @@ def test_checks_flag_broken_layers():
     assert not bad_inverse.passed and "differs from x" in bad_inverse.message
 
 
+def test_checks_flag_a_nan_log_det():
+    nan = check_log_det(_Scale(lambda x: torch.full((x.shape[0],), float("nan")).to(x)),
+                        torch.randn(2, 3))
+    assert not nan.passed and "absolute value" in nan.message
+
+
 def test_checks_flag_a_non_invertible_map():
     class Collapse(Flow):
         def forward(self, x):
