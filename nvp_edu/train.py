@@ -290,12 +290,14 @@ class _Dist:
     def main(self) -> bool:
         return self.rank == 0
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank if ``flag`` is true on any rank."""
-        if self.world == 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    def any(self, flag: Tensor) -> bool:
+        """True on every rank if the 0-d bool tensor ``flag`` is true on any rank.
+
+        One host synchronization (the ``.item()``), shared by all ranks' flags.
+        """
+        t = flag.float().reshape(1)
+        if self.world > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
     def gather(self, obj: Any) -> list[Any]:
@@ -457,7 +459,8 @@ def _train(cfg: Config, preset: dict[str, int], env: _Dist) -> dict[str, Any]:
         loss = bpd.mean()
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        bad = not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item()))
+        # one device-to-host sync per step: the guard must know before optimizer.step()
+        bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
         if env.any(bad):
             optimizer.zero_grad(set_to_none=True)
             bar.close()
