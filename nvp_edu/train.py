@@ -309,6 +309,9 @@ class _Dist:
 
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
+            # rank 0 still writes the summary after the last collective; tearing gloo down
+            # on one rank while the other is busy aborts it ("terminate called ...")
+            dist.barrier()
             dist.destroy_process_group()
 
 
