@@ -1,8 +1,9 @@
 """Images/s of one full training step of the paper's CIFAR-10 Real NVP; one JSON line.
 
-A step is exactly the trainer's (``nvp_edu.train``): dequantize + logit, forward of
-RealNVP(3, 32, num_scales=2, mid_channels=64, num_blocks=8), prior + log-dets in float32,
-bits/dim, backward, gradient clipping at 100, Adam step.
+A step is exactly the trainer's (``nvp_edu.train.Trainer.train_step``): dequantize +
+logit, forward of RealNVP(3, 32, num_scales=2, mid_channels=64, num_blocks=8), prior +
+log-dets in float32, NLL in nats + the L2 term, backward, gradient clipping at 100, the
+NaN guard, Adam step.
 
     python benchmarks/throughput.py                       # current device, fp32
     python benchmarks/throughput.py --precision bf16 --channels-last --threads 2
@@ -27,7 +28,7 @@ from contextlib import nullcontext
 
 import torch
 
-from nvp_edu.train import build_model, model_bpd, param_groups
+from nvp_edu.train import Config, Trainer, _Dist, model_bpd
 
 # dense peak TFLOP/s (no sparsity), per dtype: fp32 here means TF32 tensor cores
 PEAK_TFLOPS = {
@@ -80,28 +81,21 @@ def main(argv: list[str] | None = None) -> dict:
     steps = a.steps or (20 if gpu else 3)
     warmup = a.warmup if a.warmup is not None else (5 if gpu else 1)
 
-    torch.manual_seed(0)
-    model = build_model(a.preset, 3, 32).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    cfg = Config(dataset="synthetic", preset=a.preset, out=None, batch_size=a.batch,
+                 precision=a.precision, compile=a.compile, channels_last=channels_last,
+                 device=str(device), limit_train=a.batch, limit_test=a.batch, progress=False)
+    trainer = Trainer(cfg, _Dist(cfg.device))
+    model = trainer.model
     if a.relu_inplace:  # safe after BatchNorm2d: its backward needs its input, not output
         for m in model.modules():
             if isinstance(m, torch.nn.ReLU):
                 m.inplace = True
-    opt = torch.optim.Adam(param_groups(model, 5e-5), lr=1e-3)
-    net = torch.compile(model) if a.compile else model
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if a.precision == "bf16"
-                else nullcontext())
-    gen = torch.Generator(device=device).manual_seed(0)
+    autocast, gen = trainer.autocast, trainer.aug
     x = torch.randint(0, 256, (a.batch, 3, 32, 32), dtype=torch.uint8,
                       generator=torch.Generator().manual_seed(0)).to(device)
 
     def step() -> None:
-        loss = model_bpd(net, x, 256, gen, autocast, channels_last).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        trainer.train_step(x)
 
     def sync() -> None:
         if gpu:
@@ -137,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         with counter:
             loss = model_bpd(model, x, 256, gen, autocast, channels_last).mean()
             loss.backward()
-        opt.zero_grad(set_to_none=True)
+        trainer.optimizer.zero_grad(set_to_none=True)
         flops = counter.get_total_flops()
     achieved = flops / s_per_step / 1e12 if flops else None
     peak = _peak(device, a.precision)

@@ -27,10 +27,15 @@ class BatchNormFlow(Flow):
 
     Args:
         num_features: ``C``.
-        momentum: weight of the newest batch in the running averages.
-        eps: added to the variance for stability.
+        momentum: weight of the newest batch in the running averages (0.1, the official
+            code's ``decay``: ``running -= 0.1 * (running - batch)``).
+        eps: added to the variance for stability (1e-4, as officially).
         affine: add a learned positive scale ``exp(log_gamma)`` and shift ``beta``
             (log-det gains ``sum log gamma``). The paper uses none (default False).
+        mask: a coupling's mask ``b``: normalize only the entries the coupling changed
+            (``b = 0``), with the statistics of those entries, and pass the others
+            through. The official code puts its batch norm inside each coupling, on the
+            changed entries; ``RealNVP`` does the same with ``mask=coupling.mask``.
 
     Example:
         >>> bn = BatchNormFlow(3).eval()
@@ -40,14 +45,15 @@ class BatchNormFlow(Flow):
         True
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.05, eps: float = 1e-4,
-                 affine: bool = False) -> None:
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-4,
+                 affine: bool = False, mask: Tensor | None = None) -> None:
         super().__init__()
         self.num_features = num_features
         self.momentum = momentum
         self.eps = eps
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("mask", None if mask is None else mask.float())
         self.affine = affine
         if affine:
             self.log_gamma = nn.Parameter(torch.zeros(num_features))
@@ -62,32 +68,55 @@ class BatchNormFlow(Flow):
             return [0], (1, -1), 1
         return [0, 2, 3], (1, -1, 1, 1), x.shape[2] * x.shape[3]
 
+    def _normalized_count(self, x: Tensor) -> Tensor:
+        """How many entries of one sample each channel normalizes, shape ``(C,)``."""
+        dims, _, pixels = self._shape(x)
+        if self.mask is None:
+            return x.new_full((self.num_features,), float(pixels))
+        return (1 - self.mask).expand_as(x[:1]).sum(dim=dims).to(x.dtype)
+
+    def _where_changed(self, new: Tensor, old: Tensor) -> Tensor:
+        return new if self.mask is None else torch.where(self.mask.bool(), old, new)
+
+    def _batch_stats(self, x: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and (biased) variance per channel over the normalized entries."""
+        dims, view, _ = self._shape(x)
+        if self.mask is None:
+            return x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+        w = (1 - self.mask).to(x.dtype)
+        n = (count * x.shape[0]).clamp(min=1)
+        mean = (x * w).sum(dim=dims) / n
+        var = ((x - mean.view(view)) * w).pow(2).sum(dim=dims) / n
+        return mean, var
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         dims, view, pixels = self._shape(x)
+        count = self._normalized_count(x)
         if self.training:
             if x.shape[0] * pixels < 2:
                 raise ValueError("BatchNormFlow in training mode needs more than one value "
                                  f"per channel to estimate a variance; got shape {tuple(x.shape)}")
-            mean = x.mean(dim=dims)
-            var = x.var(dim=dims, unbiased=False)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
-                self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
+            mean, var = self._batch_stats(x, count)
+            with torch.no_grad():  # channels that normalize nothing keep their averages
+                weight = self.momentum * (count > 0).to(self.running_mean.dtype)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), weight)
+                self.running_var.lerp_(var.detach().to(self.running_var.dtype), weight)
         else:
             mean, var = self.running_mean, self.running_var
         y = (x - mean.view(view)) / torch.sqrt(var.view(view) + self.eps)
-        log_det = -0.5 * torch.log(var + self.eps).sum() * pixels
+        log_det = -0.5 * (torch.log(var + self.eps) * count).sum()
         if self.affine:
             y = y * torch.exp(self.log_gamma).view(view) + self.beta.view(view)
-            log_det = log_det + self.log_gamma.sum() * pixels
-        return y, log_det.expand(x.shape[0]).to(x.dtype)
+            log_det = log_det + (self.log_gamma * count).sum()
+        return self._where_changed(y, x), log_det.expand(x.shape[0]).to(x.dtype)
 
     def inverse(self, y: Tensor) -> Tensor:
         _, view, _ = self._shape(y)
+        x = y
         if self.affine:
-            y = (y - self.beta.view(view)) * torch.exp(-self.log_gamma).view(view)
+            x = (x - self.beta.view(view)) * torch.exp(-self.log_gamma).view(view)
         std = torch.sqrt(self.running_var.view(view) + self.eps)
-        return y * std + self.running_mean.view(view)
+        return self._where_changed(x * std + self.running_mean.view(view), y)
 
 
 @torch.no_grad()

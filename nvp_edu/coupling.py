@@ -80,8 +80,13 @@ class _Coupling(Flow):
 class AffineCoupling(_Coupling):
     """Affine coupling ``y = b*x + (1-b)*(x*exp(s(b*x)) + t(b*x))`` (paper, Eq. 9).
 
-    ``s`` is bounded, ``s = scale * tanh(raw)`` with a learned per-channel ``scale``, as in
-    the official code: an unbounded ``exp(s)`` is the usual source of NaN/inf.
+    ``s`` is bounded, ``s = scale * tanh(raw)`` with a learned ``scale``: an unbounded
+    ``exp(s)`` is the usual source of NaN/inf. For images ``scale`` is one number per
+    coupling, as in the official code; for vectors one per dimension.
+
+    The official code computes ``(x + t) * exp(s)``; this is the paper's ``x * exp(s) + t``
+    (Eq. 5). Both are affine maps of ``x`` with the same log-det: a network that outputs
+    ``t`` for one form outputs ``t * exp(s)`` for the other.
 
     Args:
         mask: ``(1, D)`` for vectors, ``(1, 1, H, W)`` (checkerboard) or ``(1, C, 1, 1)``
@@ -109,12 +114,9 @@ class AffineCoupling(_Coupling):
                                  "pass net=ResNet(...) for images")
             net = MLP(mask.shape[1], 2 * mask.shape[1], hidden=hidden)
         super().__init__(mask, net, n_outputs=2)
-        if mask.dim() == 2:
-            scale_shape: tuple[int, ...] = (1, mask.shape[1])
-        elif self.split:
-            scale_shape = (1, len(self.changed), 1, 1)
-        else:
-            scale_shape = (1, mask.shape[1] if mask.shape[1] > 1 else 1, 1, 1)
+        # starts at 1: with the zero-initialized output layer raw_s = 0, and a zero scale
+        # would then get no gradient through tanh(raw_s) = 0 (nor raw_s through scale = 0)
+        scale_shape = (1, mask.shape[1]) if mask.dim() == 2 else ()
         self.scale = nn.Parameter(torch.ones(scale_shape))
 
     def _s_t(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -14,7 +14,7 @@ from .coupling import AffineCoupling
 from .masks import alternating_vector_mask, channel_mask, checkerboard_mask
 from .nets import ResNet
 from .prior import standard_normal_log_prob, standard_normal_sample
-from .squeeze import Squeeze
+from .squeeze import Squeeze, factor_out_order
 
 
 class _Density(Flow):
@@ -31,10 +31,19 @@ class _Density(Flow):
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``n`` samples: ``x = f^-1(z)``, ``z ~ N(0, T^2 I)`` (T = ``temperature``)."""
+        """Draw ``n`` samples: ``x = f^-1(z)``, ``z ~ N(0, T^2 I)`` (T = ``temperature``).
+
+        Runs in eval mode (running batch-norm statistics) and restores the mode it found,
+        so sampling never changes what the model has learned, in train mode or not.
+        """
         device = next(self.buffers()).device
         z = standard_normal_sample((n, *self.event_shape()), temperature, device, generator)
-        return self.inverse(z)
+        was_training = self.training
+        self.eval()
+        try:
+            return self.inverse(z)
+        finally:
+            self.train(was_training)
 
 
 class RealNVP2D(_Density):
@@ -80,18 +89,25 @@ class RealNVP2D(_Density):
 
 def _coupling_stack(masks: list[Tensor], in_channels: int, mid_channels: int, num_blocks: int,
                     batch_norm: bool) -> Sequential:
-    """Affine couplings, one per mask, each followed by a batch-norm flow if asked."""
+    """Affine couplings, one per mask, each followed by a batch-norm flow on the entries it
+    changed, if asked (the official code's batch norm inside each coupling)."""
     layers: list[Flow] = []
     for mask in masks:
         if mask.shape[1] > 1:  # channel mask: the net sees the kept half, predicts the other
-            net_in = net_half = in_channels // 2
-        else:
-            net_in, net_half = in_channels, in_channels
-        net = ResNet(net_in, 2 * net_half, mid_channels, num_blocks)
+            net = ResNet(in_channels // 2, in_channels, mid_channels, num_blocks)
+        else:  # checkerboard: the net sees b * x and the mask itself
+            net = ResNet(in_channels, 2 * in_channels, mid_channels, num_blocks, mask=mask)
         layers.append(AffineCoupling(mask, net))
         if batch_norm:
-            layers.append(BatchNormFlow(in_channels))
+            layers.append(BatchNormFlow(in_channels, mask=mask))
     return Sequential(*layers)
+
+
+def _unorder(x: Tensor, order: list[int]) -> Tensor:
+    """Undo ``x[:, order]``: put channel ``k`` of ``x`` back at position ``order[k]``."""
+    out = torch.empty_like(x)
+    out[:, order] = x
+    return out
 
 
 class RealNVP(_Density):
@@ -99,9 +115,12 @@ class RealNVP(_Density):
 
     Each of the first ``num_scales - 1`` scales: 3 alternating checkerboard couplings,
     squeeze ``(C, S, S) -> (4C, S/2, S/2)``, 3 alternating channel-wise couplings, then
-    half of the channels are factored out to the prior; the other half goes on to the
-    next scale. The final scale: 4 alternating checkerboard couplings. The s/t width
-    doubles at each coarser scale (and for the channel-wise couplings after a squeeze).
+    half of the numbers are factored out to the prior; the other half goes on to the
+    next scale. Which half: as in the official code, one colour of a spatial
+    checkerboard of every channel goes on (sub-pixels (0,0) and (1,1) of each 2x2
+    block) and the other leaves (see :func:`~nvp_edu.squeeze.factor_out_order`). The
+    final scale: 4 alternating checkerboard couplings. The s/t width doubles at each
+    coarser scale (and for the channel-wise couplings after a squeeze).
     CIFAR-10 in the paper: ``num_scales=2`` ("downscale only once"), 8 blocks, 64 features.
 
     ``forward`` returns ``z`` of the same shape as ``x`` (the factored-out latents put
@@ -133,7 +152,9 @@ class RealNVP(_Density):
         self.squeeze = Squeeze()
         self.scales = nn.ModuleList()
         c, s, mid = in_channels, image_size, mid_channels
+        self.orders: list[list[int]] = []  # per scale: squeezed channels, kept half first
         for _ in range(num_scales - 1):
+            self.orders.append(factor_out_order(c))
             checker = [checkerboard_mask(s, s, invert=i % 2 == 1) for i in range(3)]
             channel = [channel_mask(4 * c, invert=i % 2 == 1) for i in range(3)]
             self.scales.append(nn.ModuleDict({
@@ -178,16 +199,17 @@ class RealNVP(_Density):
     def encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Latents and log-dets per scale: ``([z_1, ..., z_K], [ld_1, ..., ld_K])``.
 
-        ``z_k`` (k < K) is the half factored out at scale k, shape ``(N, 2C_k, S_k/2, S_k/2)``;
-        ``z_K`` is the output of the final scale.
+        ``z_k`` (k < K) is the half factored out at scale k, shape ``(N, 2C_k, S_k/2, S_k/2)``:
+        the sub-pixels (0,1) of every channel, then (1,0); ``z_K`` is the output of the
+        final scale.
         """
         self._check(x)
         latents, log_dets = [], []
-        for scale in self.scales:
+        for scale, order in zip(self.scales, self.orders):
             x, ld = scale["checkerboard"](x)
             x, _ = self.squeeze(x)  # a permutation: log-det 0
             x, ld2 = scale["channelwise"](x)
-            z, x = x.chunk(2, dim=1)  # factor out the first half (paper, Eq. 13-14)
+            x, z = x[:, order].chunk(2, dim=1)  # factor out half (paper, Eq. 13-14)
             latents.append(z)
             log_dets.append(ld + ld2)
         x, ld = self.final(x)
@@ -199,8 +221,9 @@ class RealNVP(_Density):
         """Inverse of :meth:`encode`: the image from the latents of every scale."""
         self._check_latents(latents)
         x = self.final.inverse(latents[-1])
-        for scale, z in zip(reversed(self.scales), reversed(latents[:-1])):
-            x = torch.cat([z, x], dim=1)
+        for scale, order, z in zip(reversed(self.scales), reversed(self.orders),
+                                   reversed(latents[:-1])):
+            x = _unorder(torch.cat([x, z], dim=1), order)
             x = scale["channelwise"].inverse(x)
             x = self.squeeze.inverse(x)
             x = scale["checkerboard"].inverse(x)
@@ -210,9 +233,9 @@ class RealNVP(_Density):
         """Cut a full-size ``z`` (as returned by ``forward``) into the per-scale latents."""
         self._check(z)
         latents = []
-        for _ in self.scales:
+        for order in self.orders:
             z, _ = self.squeeze(z)
-            zk, z = z.chunk(2, dim=1)
+            z, zk = z[:, order].chunk(2, dim=1)
             latents.append(zk)
         latents.append(z)
         return latents
@@ -221,8 +244,8 @@ class RealNVP(_Density):
         """Put per-scale latents back in place: a tensor of the input's shape."""
         self._check_latents(latents)
         z = latents[-1]
-        for zk in reversed(latents[:-1]):
-            z = self.squeeze.inverse(torch.cat([zk, z], dim=1))
+        for order, zk in zip(reversed(self.orders), reversed(latents[:-1])):
+            z = self.squeeze.inverse(_unorder(torch.cat([z, zk], dim=1), order))
         return z
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,20 +1,32 @@
 """The networks that compute ``s`` and ``t`` inside a coupling layer.
 
 Because the coupling's log-det is just ``sum(s)`` (paper, Eq. 6), ``s`` and ``t`` never
-need to be inverted or differentiated in closed form: any network works. The paper uses
-deep residual networks with batch normalization and weight normalization (section 3.6,
-section 4.1). The last layer of every network starts at zero, so ``s = t = 0`` and every
-coupling starts as the identity map: training begins from a well-conditioned flow.
+need to be inverted or differentiated in closed form: any network works. For images the
+paper uses deep residual networks with batch normalization and weight normalization
+(section 3.6, section 4.1); :class:`ResNet` follows the official code (tensorflow/models,
+``research/real_nvp``) layer for layer:
+
+    input:  batch norm of the masked input (times 2 for a spatial mask),
+            concatenated ReLU [relu(h), relu(-h)] (and the mask itself as one more channel)
+    trunk:  3x3 conv in, ``num_blocks`` residual blocks; a 1x1 "skip" conv after the input
+            conv and after every block, summed (the network's output reads every depth)
+    output: batch norm, ReLU, 1x1 conv to ``out_channels``
+
+One deliberate deviation: the output convolution starts at zero, so ``s = t = 0`` and
+every coupling starts as the identity (the official code starts ``t`` random and ``s``
+at zero through its coupling's scale). Training begins from a well-conditioned flow.
 """
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import weight_norm
 
 
 def zero_init(layer: nn.Module) -> nn.Module:
-    """Set a layer's weight and bias to zero (the coupling then starts as the identity)."""
-    nn.init.zeros_(layer.weight)
+    """Set a layer's weight (or weight-norm magnitude) and bias to zero: output 0."""
+    nn.init.zeros_(layer.magnitude if isinstance(layer, WNConv2d) else layer.weight)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
     return layer
@@ -24,7 +36,6 @@ class MLP(nn.Module):
     """Fully connected ``s, t`` network for vector data: ``in_dim -> hidden x depth -> out_dim``.
 
     Example:
-        >>> import torch
         >>> net = MLP(2, 4, hidden=16)
         >>> net(torch.randn(3, 2)).shape
         torch.Size([3, 4])
@@ -44,22 +55,73 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def wn_conv(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Module:
-    """A weight-normalized convolution (Salimans & Kingma 2016; used by the paper)."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-    return weight_norm(conv)
+class WNConv2d(nn.Module):
+    """A weight-normalized convolution (Salimans & Kingma 2016), as the paper uses.
 
+    Each output channel's filter is ``w = g * v / |v|``: the direction ``v`` and the
+    length ``g`` (``magnitude``) are learned separately. With ``magnitude=False`` the
+    filters have unit length, as the official code's convolutions that a batch norm
+    follows (their scale would be normalized away). ``g`` starts at ``k / sqrt(6)``
+    (the official initialization, ``k`` the kernel size).
 
-def param_groups(model: nn.Module, l2: float) -> list[dict]:
-    """Optimizer groups: weight-norm scales ``g`` with L2 ``l2``, everything else without.
-
-    The paper (section 4.1) puts an L2 penalty of 5e-5 on the weight-normalization scale
-    parameters only. ``weight_norm`` stores ``w = g * v / |v|`` with ``g`` as ``original0``.
+    Example:
+        >>> conv = WNConv2d(3, 8, 3)
+        >>> conv(torch.randn(2, 3, 5, 5)).shape
+        torch.Size([2, 8, 5, 5])
+        >>> torch.allclose(conv.weight().flatten(1).norm(dim=1), conv.magnitude)
+        True
     """
-    scales, rest = [], []
-    for name, p in model.named_parameters():
-        (scales if name.endswith("parametrizations.weight.original0") else rest).append(p)
-    return [{"params": scales, "weight_decay": l2}, {"params": rest, "weight_decay": 0.0}]
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 bias: bool = True, magnitude: bool = True) -> None:
+        super().__init__()
+        self.padding = kernel_size // 2
+        self.direction = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size,
+                                                  kernel_size).uniform_(-1, 1))
+        self.magnitude = (nn.Parameter(torch.full((out_channels,), kernel_size / math.sqrt(6)))
+                          if magnitude else None)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def weight(self) -> Tensor:
+        w = self.direction / self.direction.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        return w if self.magnitude is None else w * self.magnitude.view(-1, 1, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.conv2d(x, self.weight(), self.bias, padding=self.padding)
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    """The s/t networks' batch norm: learned shift, no learned scale (official code).
+
+    eps 1e-4 and running averages with weight 0.1 on the newest batch, as there.
+    """
+    bn = nn.BatchNorm2d(channels, eps=1e-4, momentum=0.1, affine=False)
+    bn.bias = nn.Parameter(torch.zeros(channels))  # F.batch_norm takes a bias without weight
+    return bn
+
+
+def l2_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters the paper's L2 term penalizes (section 4.1, "weight scale parameters").
+
+    As the official code: every weight-norm magnitude ``g`` and the bounded-scale factor
+    of the spatially masked (checkerboard) couplings; not the channel-wise couplings'
+    factor, which the official code names differently and leaves out.
+    """
+    from .coupling import AffineCoupling
+
+    params = [m.magnitude for m in model.modules()
+              if isinstance(m, WNConv2d) and m.magnitude is not None]
+    params += [m.scale for m in model.modules()
+               if isinstance(m, AffineCoupling) and m.mask.dim() == 4 and not m.split]
+    return params
+
+
+def l2_penalty(model: nn.Module) -> Tensor:
+    """``sum g^2`` over :func:`l2_parameters`; the objective adds ``l2 * l2_penalty``."""
+    params = l2_parameters(model)
+    if not params:
+        return torch.zeros(())
+    return sum(p.pow(2).sum() for p in params)
 
 
 class ResidualBlock(nn.Module):
@@ -68,8 +130,10 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(channels), nn.ReLU(), wn_conv(channels, channels),
-            nn.BatchNorm2d(channels), nn.ReLU(), wn_conv(channels, channels),
+            batch_norm(channels), nn.ReLU(),
+            WNConv2d(channels, channels, 3, bias=False, magnitude=False),
+            batch_norm(channels), nn.ReLU(),
+            WNConv2d(channels, channels, 3),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -77,27 +141,48 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """The paper's ``s, t`` network for images: conv in, ``num_blocks`` residual blocks, conv out.
+    """The paper's ``s, t`` network for images (official code's layout; module docstring).
 
-    Maps ``(N, in_channels, H, W)`` to ``(N, out_channels, H, W)``; the output convolution
-    starts at zero.
+    Maps ``(N, in_channels, H, W)`` to ``(N, out_channels, H, W)``; the output
+    convolution starts at zero.
+
+    Args:
+        mask: the coupling's spatial mask ``(1, 1, H, W)``, if any: it is given to the
+            network as one more input channel (the input is then ``b * x``, whose zeros
+            are otherwise ambiguous), and the normalized input is doubled, as officially.
 
     Example:
-        >>> import torch
-        >>> net = ResNet(3, 6, mid_channels=8, num_blocks=1)
+        >>> from nvp_edu.masks import checkerboard_mask
+        >>> net = ResNet(3, 6, mid_channels=8, num_blocks=1, mask=checkerboard_mask(4, 4))
         >>> net(torch.randn(2, 3, 4, 4)).shape
         torch.Size([2, 6, 4, 4])
     """
 
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int = 64,
-                 num_blocks: int = 8) -> None:
+                 num_blocks: int = 8, mask: Tensor | None = None) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            wn_conv(in_channels, mid_channels),
-            *[ResidualBlock(mid_channels) for _ in range(num_blocks)],
-            nn.BatchNorm2d(mid_channels), nn.ReLU(),
-            zero_init(nn.Conv2d(mid_channels, out_channels, 3, padding=1)),
-        )
+        self.input_norm = batch_norm(in_channels)
+        if mask is not None:
+            self.register_buffer("mask", mask.float())
+        else:
+            self.mask = None
+        net_in = 2 * in_channels + (mask is not None)
+        self.conv_in = WNConv2d(net_in, mid_channels, 3, magnitude=False)
+        self.skip_in = WNConv2d(mid_channels, mid_channels, 1)
+        self.blocks = nn.ModuleList(ResidualBlock(mid_channels) for _ in range(num_blocks))
+        self.skips = nn.ModuleList(WNConv2d(mid_channels, mid_channels, 1)
+                                   for _ in range(num_blocks))
+        self.out = nn.Sequential(batch_norm(mid_channels), nn.ReLU(),
+                                 zero_init(WNConv2d(mid_channels, out_channels, 1)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        h = self.input_norm(x)
+        parts = [h, -h]  # concatenated ReLU: keeps the sign information a ReLU would drop
+        if self.mask is not None:
+            parts = [2 * h, -2 * h, self.mask.expand(x.shape[0], -1, -1, -1).to(h.dtype)]
+        h = self.conv_in(torch.relu(torch.cat(parts, dim=1)))
+        skip = self.skip_in(h)
+        for block, skip_conv in zip(self.blocks, self.skips):
+            h = block(h)
+            skip = skip + skip_conv(h)
+        return self.out(skip)

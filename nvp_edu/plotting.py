@@ -150,3 +150,39 @@ def layer_warp(model, x: Tensor, bounds: tuple[float, float, float, float] = (-3
         fig.suptitle(title)
     fig.tight_layout()
     return axes[0]
+
+
+def latent_layout(model, axes=None, channel_names: list[str] | None = None):
+    """Which pixels and channels each latent of a multi-scale ``RealNVP`` holds.
+
+    One row per latent ``z_1, ..., z_K`` (:meth:`~nvp_edu.models.RealNVP.encode`), one
+    column per image channel: a pixel is dark where that latent lands when the latents
+    are put back in place (``merge_latents``). Uses only the layout, not the weights.
+
+    Example:
+        >>> from nvp_edu.models import RealNVP
+        >>> axes = latent_layout(RealNVP(3, 8, num_scales=2, mid_channels=4, num_blocks=1))
+        >>> axes.shape
+        (2, 3)
+    """
+    shapes = model.latent_shapes()
+    C = model.in_channels
+    names = channel_names or (["R", "G", "B"] if C == 3 else [f"channel {c}" for c in range(C)])
+    if axes is None:
+        _, axes = plt.subplots(len(shapes), C, figsize=(1.9 * C + 0.4, 1.9 * len(shapes)),
+                               squeeze=False)
+    for k in range(len(shapes)):
+        latents = [torch.full((1, *s), float(j == k)) for j, s in enumerate(shapes)]
+        where = model.merge_latents(latents)[0]
+        share = where.mean().item()
+        for c in range(C):
+            ax = axes[k, c]
+            ax.imshow(where[c].numpy(), cmap="Greys", vmin=0, vmax=1.25)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == 0:
+                ax.set_title(names[c], fontsize=9)
+            if c == 0:
+                last = " (final scale)" if k == len(shapes) - 1 else ""
+                ax.set_ylabel(f"z_{k + 1}{last}\n{share:.0%} of the numbers", fontsize=8)
+    return axes

@@ -37,3 +37,23 @@ class Squeeze(Flow):
             raise ValueError(f"Squeeze.inverse needs input (N, 4C, H, W) with channels a "
                              f"multiple of 4; got shape {tuple(y.shape)}")
         return F.pixel_shuffle(y, 2)
+
+
+def factor_out_order(channels: int) -> list[int]:
+    """Channel order of a squeezed tensor that puts what the next scale keeps first.
+
+    ``channels`` is ``C`` of the unsqueezed image; the squeezed tensor has ``4C`` channels
+    in ``pixel_unshuffle`` order (channel ``4c + 2i + j`` is sub-pixel ``(i, j)`` of colour
+    ``c``). The official code factors out in this order: first the sub-pixels ``(0, 0)``
+    of every colour, then ``(1, 1)``, then ``(0, 1)``, then ``(1, 0)``. Cutting it in half,
+    the next scale keeps one colour of a spatial checkerboard, ``(0, 0)`` and ``(1, 1)``,
+    for **every** channel, and the other checkerboard colour leaves. (Halving the plain
+    squeezed order would send whole channels out: on RGB all of red and half of green.)
+
+    Example:
+        >>> factor_out_order(1)
+        [0, 3, 1, 2]
+        >>> factor_out_order(2)  # (0,0) of both colours, (1,1) of both, then the rest
+        [0, 4, 3, 7, 1, 5, 2, 6]
+    """
+    return [4 * c + k for k in (0, 3, 1, 2) for c in range(channels)]

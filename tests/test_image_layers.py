@@ -133,7 +133,7 @@ def test_masked_form_equals_channel_split_form():
         masked_net[2].bias[out_s] = split.net[2].bias[:half]
         masked_net[2].weight[out_t] = split.net[2].weight[half:]
         masked_net[2].bias[out_t] = split.net[2].bias[half:]
-        masked.scale[:, changed] = split.scale
+        masked.scale.copy_(split.scale)  # one number per image coupling
     x = torch.randn(2, c, 5, 5)
     y_split, ld_split = split(x)
     y_masked, ld_masked = masked(x)

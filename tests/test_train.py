@@ -7,6 +7,7 @@ import torch
 
 from nvp_edu import train as T
 from nvp_edu.checkpoint import load_checkpoint, same_training_state
+from nvp_edu.nets import l2_parameters
 
 # a few tiny steps: 48 synthetic CIFAR-shaped images, batch 8 -> 6 steps per epoch
 SMALL = ["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "8", "--limit-train",
@@ -109,7 +110,7 @@ def test_bf16_autocast_runs_nets_in_bf16_but_log_dets_in_float32():
     model = T.build_model("tiny", 3, 32)
     y, _ = T.to_model_space(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), 256)
     seen = []
-    conv = model.final[0].net.net[0]
+    conv = model.final[0].net.conv_in
     conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     with torch.no_grad():
         z32, ld32 = model(y)
@@ -128,14 +129,48 @@ def test_bf16_channels_last_training_step_is_finite(tmp_path):
     assert math.isfinite(summary["test_bpd"]) and 6 < summary["test_bpd"] < 12
 
 
-def test_l2_applies_to_weight_norm_scales_only():
-    model = T.build_model("tiny", 3, 32)
-    decayed, plain = T.param_groups(model, 5e-5)
-    assert decayed["weight_decay"] == 5e-5 and plain["weight_decay"] == 0
-    n_wn = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d)
-               and hasattr(m, "parametrizations"))
-    assert len(decayed["params"]) == n_wn > 0
-    assert all(p.dim() == 4 and p.shape[1:] == (1, 1, 1) for p in decayed["params"])
+@pytest.mark.parametrize("clip", [1e9, "half"])
+def test_objective_is_nats_plus_l2_and_the_clip_acts_on_that_gradient(monkeypatch, clip):
+    """The gradient that reaches Adam is d(mean NLL in nats + l2 * sum g^2), clipped to
+    global norm ``grad_clip`` in those units (the official code), in float64."""
+    to_model = T.to_model_space
+    monkeypatch.setattr(T, "to_model_space",
+                        lambda x, levels, g=None: tuple(t.double() for t in to_model(x, levels, g)))
+    cfg = T.Config(dataset="synthetic", preset="tiny", out=None, limit_train=32, limit_test=8,
+                   batch_size=8, l2=0.3, progress=False)  # a large l2: its share is visible
+    trainer = T.Trainer(cfg, T._Dist("cpu"))
+    model = trainer.model.double()
+    torch.nn.init.normal_(model.final[0].net.out[2].magnitude, std=0.5)  # away from zero init
+    xb = trainer.train_x[:8]
+    params = list(model.parameters())
+    state = trainer.aug.get_state()
+    nll = T.nll_nats(model, xb, 256, trainer.aug).mean()
+    nats_grad = torch.autograd.grad(nll, params, allow_unused=True)
+    l2_ids = {id(p) for p in l2_parameters(model)}
+    expected = [(torch.zeros_like(p) if g is None else g) + (2 * 0.3 * p.detach()
+                if id(p) in l2_ids else 0) for p, g in zip(params, nats_grad)]
+    norm = torch.sqrt(sum(e.pow(2).sum() for e in expected))
+    # in nats the tiny model's gradient norm is far above the official clip of 100 (in
+    # bits/dim it would be 2129x smaller, and the clip would never act)
+    assert norm > 100
+    trainer.cfg.grad_clip = float(norm) / 2 if clip == "half" else clip
+    if clip == "half":
+        expected = [e / 2 for e in expected]
+    seen = []
+    monkeypatch.setattr(trainer.optimizer, "step", lambda: seen.append(
+        [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]))
+    trainer.aug.set_state(state)  # the same dequantization noise
+    out = trainer.train_step(xb)
+    torch.testing.assert_close(out["nll"], nll.detach())
+    for got, want in zip(seen[0], expected):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)
+
+
+def test_l2_term_is_part_of_the_logged_loss(tmp_path):
+    assert _run(tmp_path / "r", "--max-steps", "2") == 0
+    rec = [r for r in T.read_metrics(tmp_path / "r") if r["kind"] == "train"][-1]
+    assert rec["loss"] > rec["nll_nats"]  # + l2 * sum g^2 > 0
+    assert abs(rec["bpd"] - (rec["nll_nats"] + 3072 * math.log(256)) / (3072 * math.log(2))) < 1e-9
 
 
 def test_cli_help_and_bad_input(capsys):
