@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tarfile
 import urllib.error
 import urllib.request
@@ -91,7 +92,20 @@ def _missing_message(path: Path, url: str, reason: str) -> str:
             "before use.")
 
 
+def normalize_md5(md5: object) -> str:
+    """``md5`` as 32 lower-case hex digits (case and surrounding blanks ignored).
+
+    Raises ``ValueError`` for anything else, before any file is touched: a malformed
+    expected checksum would otherwise make a good file look corrupt.
+    """
+    if not isinstance(md5, str) or not re.fullmatch(r"[0-9a-fA-F]{32}", md5.strip()):
+        raise ValueError(f"an MD5 checksum is 32 hexadecimal digits (like {CIFAR10_MD5}); got "
+                         f"{md5!r}")
+    return md5.strip().lower()
+
+
 def _verify(path: Path, md5: str) -> None:
+    md5 = normalize_md5(md5)
     got = md5sum(path)
     if got != md5:
         aside = path.with_name(path.name + ".corrupt")
@@ -100,6 +114,44 @@ def _verify(path: Path, md5: str) -> None:
             f"checksum failed for {path}: expected MD5 {md5}, got {got}. The file was NOT "
             f"used (nothing in it was unpickled) and was renamed to {aside}; delete it and "
             "download again (an interrupted or altered download is the usual cause).")
+
+
+def _check_batch(batch: object, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(data, labels)`` of one unpickled batch, after checking everything the loader relies on.
+
+    Only a file whose MD5 is the expected one gets here, but the expected MD5 may be the
+    user's (``CIFAR10(md5=...)``), so the contents are checked rather than trusted: ``data``
+    a ``uint8`` array ``(n, 3072)``, ``labels`` ``n`` ints in 0..9.
+    """
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{where}: {what}. This is not the official CIFAR-10 python tarball "
+                          f"(whose MD5 is {CIFAR10_MD5}); use the official file.")
+
+    if not isinstance(batch, dict):
+        raise bad(f"expected a dict with b'data' and b'labels'; got {type(batch).__name__}")
+    missing = [k for k in (b"data", b"labels") if k not in batch]
+    if missing:
+        raise bad(f"expected a dict with b'data' and b'labels'; {missing[0]!r} is missing")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        got = (f"an array of dtype {data.dtype}" if isinstance(data, np.ndarray)
+               else type(data).__name__)
+        raise bad(f"b'data' must be a uint8 array (pixel values 0..255); got {got}")
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise bad(f"expected data of shape (n, 3072) (one 3x32x32 image per row); got "
+                  f"{data.shape}")
+    n = data.shape[0]
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+        raise bad(f"labels must be a list of ints in 0..9; got {type(labels).__name__}")
+    if len(labels) != n:
+        raise bad(f"expected {n} labels (one per image); got {len(labels)}")
+    arr = np.asarray(labels)
+    if n and (arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer)):
+        raise bad(f"labels must be ints in 0..9; got an array of {arr.dtype} with shape "
+                  f"{arr.shape}")
+    if n and (arr.min() < 0 or arr.max() > 9):
+        raise bad(f"labels must be ints in 0..9; got values in {arr.min()}..{arr.max()}")
+    return data, arr.astype(np.int64).reshape(n)
 
 
 def _read_batches(path: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -113,12 +165,9 @@ def _read_batches(path: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.nd
                 raise ValueError(f"{path} has no member {member}: not the CIFAR-10 python "
                                  "tarball") from None
             batch = pickle.load(f, encoding="bytes")  # safe: the MD5 was checked first
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-                raise ValueError(f"{member}: expected data of shape (n, 3072); got "
-                                 f"{data.shape}")
+            data, batch_labels = _check_batch(batch, f"{member} in {path}")
             images.append(data.reshape(-1, 3, 32, 32))  # rows are R, G, B planes
-            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+            labels.append(batch_labels)
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -133,7 +182,9 @@ class CIFAR10(Dataset):
         root: folder that holds (or will hold) ``cifar-10-python.tar.gz``.
         train: the five training batches, or the test batch.
         download: fetch the file if it is missing.
-        md5: expected MD5 of the tarball (the official one by default).
+        md5: expected MD5 of the tarball (the official one by default): 32 hex digits, in
+            either case. With your own MD5 the contents are still checked (dtype, shape,
+            labels) since they are then not known to be the official bytes.
         url: where to fetch it from (any ``urllib`` URL, ``file://`` included).
         opener: callable ``opener(url)`` returning a file-like response (for tests).
 
@@ -141,12 +192,15 @@ class CIFAR10(Dataset):
         FileNotFoundError: the file is missing and could not be downloaded; the message
             names the file, the folder and the URL, and how to place it by hand.
         ChecksumError: the MD5 differs; the file is moved aside to ``*.corrupt``.
+        ValueError: ``md5`` is not 32 hex digits, or a batch is not in the official format
+            (``data`` uint8 ``(n, 3072)``, ``n`` labels in 0..9).
     """
 
     def __init__(self, root: str | os.PathLike = "data", train: bool = True,
                  download: bool = True, md5: str = CIFAR10_MD5, url: str = CIFAR10_URL,
                  opener: Callable = urllib.request.urlopen) -> None:
         self.root, self.train = Path(root), train
+        md5 = normalize_md5(md5)  # before anything is downloaded or moved aside
         path = self.root / CIFAR10_FILENAME
         if not path.is_file():
             if not download:
