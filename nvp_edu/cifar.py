@@ -9,8 +9,10 @@ The tarball ``cifar-10-python.tar.gz`` (Krizhevsky 2009) holds six pickles under
 Safety and robustness, in the order they happen:
 
 1. the file is downloaded (if missing and allowed) atomically: into a temporary file in
-   the same folder, fsync'ed, then renamed. An interrupted download leaves no file with
-   the final name;
+   the same folder, fsync'ed, then renamed. An interrupted, cut-short (fewer bytes than
+   the server announced) or stalled download (``timeout`` seconds without data, 60 by
+   default) leaves no file with the final name and raises an error that says how to
+   place the file by hand; temporary files of killed runs are removed by the next try;
 2. its MD5 is checked **before anything is unpickled** (unpickling runs code, so only the
    exact official bytes are trusted). A mismatch moves the file aside to ``*.corrupt``;
 3. the batches are read straight from the tarball (no extraction to disk).
@@ -24,9 +26,11 @@ Example (with the real file in ``data/``):
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import pickle
 import re
+import socket
 import tarfile
 import urllib.error
 import urllib.request
@@ -48,6 +52,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "ship", "truck")
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
+DOWNLOAD_TIMEOUT = 60.0  # seconds without any data before a download gives up
 
 
 class ChecksumError(RuntimeError):
@@ -63,25 +68,82 @@ def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def download_file(url: str, path: str | os.PathLike,
-             opener: Callable = urllib.request.urlopen, progress: bool = True) -> Path:
+class DownloadError(OSError):
+    """A download did not complete (cut short, timed out, refused); nothing was saved.
+
+    ``what`` is the short reason; ``str(error)`` adds what to do about it.
+    """
+
+    def __init__(self, url: str, path: Path, what: str) -> None:
+        self.url, self.path, self.what = url, Path(path), what
+        super().__init__(f"downloading {url} failed: {what}. Nothing was saved as {path}. Try "
+                         f"again later, or download the file by other means (a browser, or "
+                         f"curl/wget on another machine) and put it at {Path(path).resolve()}.")
+
+
+def _is_timeout(err: BaseException) -> bool:
+    if isinstance(err, urllib.error.URLError):
+        err = err.reason if isinstance(err.reason, BaseException) else err
+    return isinstance(err, (TimeoutError, socket.timeout))
+
+
+def _content_length(response: object) -> int | None:
+    headers = getattr(response, "headers", None)
+    value = headers.get("Content-Length") if headers is not None else None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def download_file(url: str, path: str | os.PathLike, opener: Callable | None = None,
+                  progress: bool = True, timeout: float | None = DOWNLOAD_TIMEOUT) -> Path:
     """Fetch ``url`` into ``path`` atomically, with a tqdm progress bar.
 
-    If the transfer stops for any reason (network error, Ctrl-C), the temporary file is
-    removed and ``path`` does not exist. ``opener`` is ``urllib.request.urlopen`` (which
-    also understands ``file://`` URLs); tests pass their own.
+    The bytes go to a temporary file next to ``path`` (``.NAME.<8 hex>.part``, see
+    :func:`nvp_edu.checkpoint.atomic_open`) that is renamed to ``path`` only when the whole
+    file has arrived; leftovers of earlier, killed downloads of the same name are removed
+    first. If the transfer stops for any reason, the temporary file is removed, ``path``
+    does not exist, and:
+
+    - a body shorter than the server's ``Content-Length``, or a chunked body cut off
+      (``http.client.IncompleteRead``), raises :class:`DownloadError` saying so;
+    - ``timeout`` seconds without any data (connecting, waiting for the answer, or in the
+      middle of the body) raise :class:`DownloadError` (``None``: wait forever);
+    - other network errors (refused, reset, HTTP 404, ...) raise :class:`DownloadError`
+      too, with the original error chained; KeyboardInterrupt passes through.
+
+    ``opener`` is ``urllib.request.urlopen`` by default (which also understands
+    ``file://`` URLs) and gets ``timeout``; tests may pass their own ``opener(url)``.
     """
     from tqdm.auto import tqdm
 
     path = Path(path)
-    with opener(url) as response:
-        total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-        with atomic_open(path) as f, tqdm(total=int(total) if total else None, unit="B",
-                                          unit_scale=True, desc=path.name,
-                                          disable=not progress) as bar:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                f.write(chunk)
-                bar.update(len(chunk))
+    default = opener is None or opener is urllib.request.urlopen
+    try:
+        with (urllib.request.urlopen(url, timeout=timeout) if default else opener(url)) as response:
+            total = _content_length(response)
+            received = 0
+            with atomic_open(path) as f, tqdm(total=total, unit="B", unit_scale=True,
+                                              desc=path.name, disable=not progress) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    f.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+                if total is not None and received != total:  # inside: the temp file is dropped
+                    raise DownloadError(url, path, f"the server closed the connection after "
+                                        f"{received} of {total} bytes (Content-Length)")
+    except DownloadError:
+        raise
+    except http.client.IncompleteRead as err:
+        raise DownloadError(url, path, f"the server closed the connection in the middle of "
+                            f"the file ({len(err.partial)} bytes of the last part received, "
+                            "chunked transfer cut off)") from err
+    except (OSError, http.client.HTTPException) as err:
+        if _is_timeout(err):
+            raise DownloadError(url, path, f"no data for {timeout:g} s (timeout={timeout:g}); "
+                                "the server did not answer or stopped sending") from err
+        raise DownloadError(url, path, f"{type(err).__name__}: {err}") from err
     return path
 
 
@@ -186,7 +248,9 @@ class CIFAR10(Dataset):
             either case. With your own MD5 the contents are still checked (dtype, shape,
             labels) since they are then not known to be the official bytes.
         url: where to fetch it from (any ``urllib`` URL, ``file://`` included).
-        opener: callable ``opener(url)`` returning a file-like response (for tests).
+        opener: callable ``opener(url)`` returning a file-like response (for tests);
+            ``urllib.request.urlopen`` by default.
+        timeout: seconds without any data before the download gives up (None: never).
 
     Raises:
         FileNotFoundError: the file is missing and could not be downloaded; the message
@@ -198,7 +262,7 @@ class CIFAR10(Dataset):
 
     def __init__(self, root: str | os.PathLike = "data", train: bool = True,
                  download: bool = True, md5: str = CIFAR10_MD5, url: str = CIFAR10_URL,
-                 opener: Callable = urllib.request.urlopen) -> None:
+                 opener: Callable | None = None, timeout: float | None = DOWNLOAD_TIMEOUT) -> None:
         self.root, self.train = Path(root), train
         md5 = normalize_md5(md5)  # before anything is downloaded or moved aside
         path = self.root / CIFAR10_FILENAME
@@ -206,10 +270,11 @@ class CIFAR10(Dataset):
             if not download:
                 raise FileNotFoundError(_missing_message(path, url, "download=False"))
             try:
-                download_file(url, path, opener=opener)
-            except (urllib.error.URLError, OSError) as e:
+                download_file(url, path, opener=opener, timeout=timeout)
+            except OSError as e:  # DownloadError included
+                reason = e.what if isinstance(e, DownloadError) else e
                 raise FileNotFoundError(_missing_message(
-                    path, url, f"downloading it failed ({e}); no partial file was kept")) from e
+                    path, url, f"downloading it failed ({reason}); no partial file was kept")) from e
         _verify(path, md5)
         images, labels = _read_batches(path, TRAIN_BATCHES if train else TEST_BATCHES)
         self.data: Tensor = torch.from_numpy(images)
