@@ -209,7 +209,8 @@ def _feed(h: "hashlib._Hash", obj: Any) -> None:
         t = obj.detach()
         h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
         flat = t.to("cpu").contiguous().reshape(-1)
-        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        if flat.numel():
+            h.update(flat.view(torch.uint8).numpy())  # the tensor's own bytes, no copy
     elif isinstance(obj, dict):
         h.update(f"D{len(obj)}|".encode())
         for k, v in obj.items():
