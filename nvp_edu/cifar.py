@@ -141,8 +141,10 @@ def download_file(url: str, path: str | os.PathLike, opener: Callable | None = N
                             "chunked transfer cut off)") from err
     except (OSError, http.client.HTTPException) as err:
         if _is_timeout(err):
-            raise DownloadError(url, path, f"no data for {timeout:g} s (timeout={timeout:g}); "
-                                "the server did not answer or stopped sending") from err
+            waited = (f"no data for {timeout:g} s (timeout={timeout:g})" if timeout is not None
+                      else "the connection timed out")
+            raise DownloadError(url, path, f"{waited}; the server did not answer or stopped "
+                                "sending") from err
         raise DownloadError(url, path, f"{type(err).__name__}: {err}") from err
     return path
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from nvp_edu.cifar import (CIFAR10_FILENAME, DOWNLOAD_TIMEOUT, DownloadError, download_file,
-                           md5sum, write_fake_tarball)
+                           write_fake_tarball)
 from nvp_edu.checkpoint import atomic_open, remove_stale_temp_files
 from nvp_edu.data import CIFAR10
 
@@ -146,7 +146,7 @@ def test_temp_files_of_killed_runs_are_removed_by_the_next_download(tmp_path, se
         finally:
             os._exit(1)
     os.waitpid(pid, 0)
-    left = [n for n in os.listdir(root)]
+    left = os.listdir(root)
     assert len(left) == 1 and left[0].startswith(".f.bin.") and left[0].endswith(".part")
     _age(root / left[0])  # from an earlier run
     unrelated = root / ".other.bin.0123abcd.part"  # another file's leftover is not ours to judge

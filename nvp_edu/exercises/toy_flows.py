@@ -73,7 +73,8 @@ def mixture_log_prob(x: Tensor, centres: Tensor, std: float) -> Tensor:
 def _mixture_inputs(gen: torch.Generator) -> tuple:
     k = int(torch.randint(3, 8, (1,), generator=gen))  # the number of components varies
     centres = 2 * torch.randn(k, 2, generator=gen, dtype=torch.float64)
-    x = centres[torch.randint(0, k, (9,), generator=gen)] + 0.5 * torch.randn(9, 2, generator=gen, dtype=torch.float64)
+    x = (centres[torch.randint(0, k, (9,), generator=gen)]
+         + 0.5 * torch.randn(9, 2, generator=gen, dtype=torch.float64))
     return x, centres, 0.4 + 0.3 * torch.rand((), generator=gen).item()
 
 
