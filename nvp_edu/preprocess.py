@@ -46,11 +46,71 @@ def _num_dims(x: Tensor) -> int:
     return x[0].numel()
 
 
+def _check_pixels(x_int: Tensor, levels: int) -> None:
+    """Refuse anything but whole numbers in ``0..levels-1`` (NaN and inf included).
+
+    Integer dtypes (``torch.uint8``, ``torch.long``) are what is expected; a float tensor is
+    accepted when every entry is a whole number (e.g. ``x_int.double()`` for autograd
+    checks). One host sync when the input is fine; the details are computed only to
+    explain a failure.
+    """
+    if x_int.is_complex():
+        raise TypeError(f"pixel values must be real integers 0..{levels - 1}; got a complex "
+                        f"tensor ({x_int.dtype})")
+    if x_int.numel() == 0:
+        return
+    ok = (x_int >= 0) & (x_int <= levels - 1)
+    if x_int.is_floating_point():
+        ok &= x_int == torch.floor(x_int)  # False for NaN and inf too
+    if bool(ok.all()):
+        return
+    x = x_int.detach()
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+        raise ValueError(f"pixel values must be finite integers 0..{levels - 1}; got {n_nan} NaN "
+                         f"and {n_inf} inf value(s) among {x.numel()} entries")
+    lo, hi = x.min().item(), x.max().item()
+    if lo < 0 or hi > levels - 1:
+        raise ValueError(f"pixel values must lie in 0..{levels - 1} for levels={levels}; got "
+                         f"values in {lo:g}..{hi:g}")
+    frac = x != torch.floor(x)
+    scaled = (" They look already scaled to [0, 1]: pass the raw integer pixels instead."
+              if hi <= 1 else "")
+    raise ValueError(f"pixel values must be whole numbers 0..{levels - 1} (an integer dtype is "
+                     f"expected, e.g. torch.uint8 or torch.long); got non-integer value "
+                     f"{x[frac][0].item():g} ({int(frac.sum())} of {x.numel()} entries)."
+                     f"{scaled} Dequantization adds the noise and divides by levels itself.")
+
+
+def _check_unit_interval(x: Tensor) -> None:
+    """Refuse what the logit would turn into NaN: values outside ``[0, 1]``, NaN, integers."""
+    if not x.is_floating_point():
+        raise TypeError(f"Logit expects a floating-point tensor with values in [0, 1]; got dtype "
+                        f"{x.dtype}. For integer pixels, dequantize first "
+                        "(nvp_edu.preprocess.dequantize or Dequantize): it maps them into [0, 1).")
+    if x.numel() == 0 or bool(((x >= 0) & (x <= 1)).all()):  # one host sync when fine
+        return
+    x = x.detach()
+    nan = torch.isnan(x)
+    n_nan, n_out = int(nan.sum()), int(((x < 0) | (x > 1)).sum())
+    rest = x[~nan]
+    found = (f"values in {rest.min().item():g}..{rest.max().item():g}" if rest.numel()
+             else "only NaN")
+    if n_nan and rest.numel():
+        found += f" and {n_nan} NaN"
+    raise ValueError(f"Logit expects values in [0, 1] (dequantized pixels); got {found} "
+                     f"({n_out} of {x.numel()} entries outside [0, 1]). The logit of such "
+                     "values is NaN: dequantize integer pixels with levels matching your data "
+                     "(e.g. 256 for 8-bit images) before the logit.")
+
+
 def dequantize(x_int: Tensor, levels: int, generator: torch.Generator | None = None,
                noise: bool = True) -> Tensor:
     """``(x_int + u) / levels`` with ``u ~ U[0, 1)`` (``u = 1/2`` if ``noise=False``).
 
     Returns a float tensor in ``[0, 1)`` (float32 unless ``x_int`` is float64).
+    ``x_int`` should have an integer dtype; float input must hold whole numbers. NaN, inf,
+    fractions and values outside ``0..levels-1`` raise ``ValueError`` naming what was found.
 
     Example:
         >>> dequantize(torch.tensor([[0, 16]]), 17, noise=False)
@@ -58,11 +118,9 @@ def dequantize(x_int: Tensor, levels: int, generator: torch.Generator | None = N
     """
     if levels < 2:
         raise ValueError(f"levels must be >= 2; got {levels}")
+    _check_pixels(x_int, levels)
     dtype = x_int.dtype if x_int.dtype == torch.float64 else torch.float32
     x = x_int.to(dtype)
-    if x.numel() and (x.min() < 0 or x.max() > levels - 1):
-        raise ValueError(f"pixel values must lie in 0..{levels - 1} for levels={levels}; got "
-                         f"values in {x.min().item():g}..{x.max().item():g}")
     if noise:
         u = torch.rand(x.shape, generator=generator, dtype=dtype, device=x.device)
     else:
@@ -110,7 +168,9 @@ class Logit(Flow):
 
     log-det per sample: ``sum_i [log(1 - 2 alpha) - log p_i - log(1 - p_i)]`` with
     ``p = alpha + (1 - 2 alpha) x``. ``alpha = 0.05`` keeps ``p`` in ``[0.05, 0.95]`` so
-    pixels at 0 or 1 map to finite values (about -2.94 and +2.94).
+    pixels at 0 or 1 map to finite values (about -2.94 and +2.94). ``forward`` takes a
+    floating-point tensor in ``[0, 1]`` and raises ``ValueError`` (naming the range found)
+    for anything else, NaN included; ``inverse`` accepts any real ``y``.
 
     Example:
         >>> logit = Logit()
@@ -127,6 +187,7 @@ class Logit(Flow):
         self.alpha = alpha
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        _check_unit_interval(x)  # ValueError/TypeError instead of NaN; inverse takes any real
         p = self.alpha + (1 - 2 * self.alpha) * x
         y = torch.log(p) - torch.log1p(-p)
         log_det = sum_except_batch(math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p))

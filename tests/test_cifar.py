@@ -4,6 +4,7 @@ import os
 import pickle
 import tarfile
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,3 +136,67 @@ def test_missing_offline_names_file_folder_and_url(tmp_path):
 def test_fake_tarball_rejects_wrong_batch_count(tmp_path):
     with pytest.raises(ValueError, match="needs 5 entries"):
         write_fake_tarball(tmp_path / "x.tar.gz", train_sizes=(1, 1))
+
+
+# Issue 13, fault B: the reader validates what it unpickles; the MD5 is compared sanely --
+
+def _tarball_with(path, override):
+    """The fake tarball with data_batch_1's dict entries replaced (or the dict itself)."""
+    write_fake_tarball(path, train_sizes=(3, 2, 2, 2, 2))
+    with tarfile.open(path) as tar:
+        blobs = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    name = "cifar-10-batches-py/data_batch_1"
+    batch = pickle.loads(blobs[name], encoding="bytes")
+    batch = override["whole"] if "whole" in override else {**batch, **override}
+    blobs[name] = pickle.dumps(batch, protocol=2)
+    with tarfile.open(path, "w:gz") as tar:
+        for member, blob in blobs.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return md5sum(path)
+
+
+@pytest.mark.parametrize("override, match", [
+    ({b"data": np.full((3, 3072), 7, dtype=np.int64)}, r"uint8 array.*got an array of dtype int64"),
+    ({b"data": np.full((3, 3072), 300.0)}, r"uint8 array.*got an array of dtype float64"),
+    ({b"data": [[0] * 3072] * 3}, r"uint8 array.*got list"),
+    ({b"data": np.zeros((3, 3, 32, 32), dtype=np.uint8)}, r"shape \(n, 3072\).*\(3, 3, 32, 32\)"),
+    ({b"labels": [0, 1]}, r"3 labels \(one per image\); got 2"),
+    ({b"labels": [0, 1, 10]}, r"labels must be ints in 0\.\.9; got values in 0\.\.10"),
+    ({b"labels": [-1, 1, 2]}, r"labels must be ints in 0\.\.9; got values in -1\.\.2"),
+    ({b"labels": [0.0, 1.5, 2.0]}, r"labels must be ints.*float64"),
+    ({b"labels": "abc"}, r"labels must be.*str"),
+    ({"whole": [1, 2, 3]}, r"expected a dict with b'data' and b'labels'; got list"),
+    ({"whole": {b"data": np.zeros((1, 3072), np.uint8)}}, r"b'labels'.*missing"),
+])
+def test_reader_validates_dtype_shape_and_labels(tmp_path, override, match):
+    root = tmp_path / "data"
+    md5 = _tarball_with(root / CIFAR10_FILENAME, override)
+    with pytest.raises(ValueError, match=match) as e:
+        CIFAR10(root, train=True, download=False, md5=md5)
+    assert "cifar-10-batches-py/data_batch_1" in str(e.value)
+    assert "not the official CIFAR-10" in str(e.value)
+    # the test split does not read the broken batch
+    assert len(CIFAR10(root, train=False, download=False, md5=md5)) == 3
+
+
+def test_upper_case_md5_accepts_a_good_file(tmp_path, tarball):
+    src, md5 = tarball
+    root = tmp_path / "data"
+    root.mkdir()
+    os.link(src, root / CIFAR10_FILENAME)
+    ds = CIFAR10(root, train=False, download=False, md5=md5.upper())
+    assert len(ds) == 4 and sorted(os.listdir(root)) == [CIFAR10_FILENAME]
+    assert len(CIFAR10(root, train=False, download=False, md5=f"  {md5.upper()}\n")) == 4
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 32, "0" * 31, "0" * 33, "", None, 123])
+def test_malformed_md5_is_refused_before_touching_the_file(tmp_path, tarball, bad):
+    src, md5 = tarball
+    root = tmp_path / "data"
+    root.mkdir()
+    os.link(src, root / CIFAR10_FILENAME)
+    with pytest.raises(ValueError, match="32 hexadecimal digits"):
+        CIFAR10(root, train=False, download=False, md5=bad)
+    assert sorted(os.listdir(root)) == [CIFAR10_FILENAME]  # nothing moved aside

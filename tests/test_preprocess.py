@@ -1,5 +1,6 @@
 """Dequantization, the logit transform and the bits/dim ledger."""
 import math
+import re
 
 import pytest
 import torch
@@ -136,3 +137,50 @@ def test_evaluate_bits_per_dim_averages_draws_and_restores_mode():
     assert one == pytest.approx(ledger.total().mean().item(), rel=1e-5)
     three = evaluate_bits_per_dim(model, x_int, 17, draws=3, seed=5)
     assert three != one and abs(three - one) < 0.5
+
+
+# Issue 13, fault C: out-of-range, NaN and wrongly typed inputs are refused, not passed on --
+
+@pytest.mark.parametrize("bad, found", [(1.5, r"0\.2\.\.1\.5"), (-0.25, r"-0\.25\.\.0\.7")])
+def test_logit_refuses_values_outside_the_unit_interval(bad, found):
+    x = torch.tensor([[0.2, bad, 0.7]])
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]") as e:
+        Logit()(x)
+    assert re.search(f"got values in {found}", str(e.value)), str(e.value)
+    assert "1 of 3 entries outside" in str(e.value)
+
+
+def test_logit_refuses_nan_and_integer_tensors_but_inverts_any_real():
+    with pytest.raises(ValueError, match="1 NaN"):
+        Logit()(torch.tensor([[0.5, float("nan")]]))
+    with pytest.raises(ValueError, match="only NaN"):
+        Logit()(torch.full((1, 2), float("nan")))
+    with pytest.raises(TypeError, match="floating-point.*got dtype torch.uint8.*dequantize"):
+        Logit()(torch.tensor([[0, 255]], dtype=torch.uint8))
+    x = Logit().inverse(torch.tensor([[-1e4, -3.0, 0.0, 3.0, 1e4]]))
+    assert torch.isfinite(x).all()
+    y, log_det = Logit()(torch.tensor([[0.0, 1.0]]))  # the closed interval is fine
+    assert torch.isfinite(y).all() and torch.isfinite(log_det).all()
+
+
+@pytest.mark.parametrize("value, match", [
+    (float("nan"), r"finite.*1 NaN"),
+    (float("inf"), r"finite.*1 inf"),
+    (3.5, r"whole numbers 0\.\.16 \(an integer dtype.*non-integer value 3\.5"),
+])
+def test_dequantize_refuses_nan_inf_and_fractions(value, match):
+    x = torch.tensor([[0.0, value, 16.0]])
+    with pytest.raises(ValueError, match=match):
+        dequantize(x, 17)
+    with pytest.raises(ValueError, match=match):
+        Dequantize(17)(x.double())
+
+
+def test_dequantize_hints_at_already_scaled_data_and_accepts_integer_dtypes():
+    with pytest.raises(ValueError, match=r"already scaled to \[0, 1\]"):
+        dequantize(torch.rand(2, 5) * 0.99 + 0.001, 256)
+    for dtype in (torch.uint8, torch.int32, torch.int64, torch.float16, torch.float64):
+        x = dequantize(torch.tensor([[0, 3, 16]], dtype=dtype), 17)
+        assert x.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    with pytest.raises(TypeError, match="complex"):
+        dequantize(torch.zeros(1, 2, dtype=torch.complex64), 17)

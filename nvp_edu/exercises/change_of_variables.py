@@ -33,6 +33,11 @@ def _negative_scale(gen: torch.Generator) -> Tensor:
     return -(0.3 + 2.7 * torch.rand((), generator=gen, dtype=torch.float64))
 
 
+def _size(gen: torch.Generator) -> int:
+    """A batch size that differs between test cases (so a hard-coded size fails)."""
+    return int(torch.randint(3, 10, (1,), generator=gen))
+
+
 def _close(a: Tensor, b: Tensor) -> bool:
     return isinstance(b, Tensor) and a.shape == b.shape and torch.allclose(a.double(), b.double(), atol=1e-5)
 
@@ -44,13 +49,21 @@ def affine_1d_log_det(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.log(torch.abs(a)).expand_as(x)
 
 
+def _ignores_x__affine(x, a, b):
+    return torch.log(torch.abs(a)).expand(5)
+
+
+def _mutates_x__affine(x, a, b):
+    return x.copy_(torch.log(torch.abs(a)).expand_as(x))  # reuses the caller's x as output
+
+
 register(Exercise(
     name="affine_1d_log_det",
     topic=TOPIC,
     reference=affine_1d_log_det,
-    # a < 0 in every case, so a forgotten abs shows up (as NaN)
-    make_inputs=lambda gen: (torch.randn(5, generator=gen, dtype=torch.float64), _negative_scale(gen),
-                             torch.randn((), generator=gen, dtype=torch.float64)),
+    # a < 0 in every case, so a forgotten abs shows up (as NaN); x's length varies
+    make_inputs=lambda gen: (torch.randn(_size(gen), generator=gen, dtype=torch.float64),
+                             _negative_scale(gen), torch.randn((), generator=gen, dtype=torch.float64)),
     hints=[
         (lambda i, e, g: not torch.isfinite(torch.as_tensor(g)).all(),
          "a is negative here: log(a) is NaN. The volume change is |a|: use log|a|."),
@@ -64,6 +77,8 @@ register(Exercise(
         lambda x, a, b: -torch.log(torch.abs(a)).expand_as(x),  # sign flipped
         lambda x, a, b: torch.log(torch.abs(a * x + b)),        # log of y, not of dy/dx
         lambda x, a, b: torch.abs(a).expand_as(x),              # no log
+        _ignores_x__affine,                                     # a fixed length instead of x's
+        _mutates_x__affine,                                     # right value, written into x
     ],
 ))
 
@@ -75,12 +90,18 @@ def pushforward_gaussian_log_prob(y: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return _normal_log_prob((y - b) / a) - torch.log(torch.abs(a))
 
 
+def _mutates_y__pushforward(y, a, b):
+    y -= b  # in place: the caller's y changes
+    y /= a
+    return _normal_log_prob(y) - torch.log(torch.abs(a))
+
+
 register(Exercise(
     name="pushforward_gaussian_log_prob",
     topic=TOPIC,
     reference=pushforward_gaussian_log_prob,
-    make_inputs=lambda gen: (3 * torch.randn(6, generator=gen, dtype=torch.float64), _negative_scale(gen),
-                             torch.randn((), generator=gen, dtype=torch.float64)),
+    make_inputs=lambda gen: (3 * torch.randn(_size(gen), generator=gen, dtype=torch.float64),
+                             _negative_scale(gen), torch.randn((), generator=gen, dtype=torch.float64)),
     hints=[
         (lambda i, e, g: _close(e + 2 * torch.log(torch.abs(i[1])), g),
          "the log-det term has the wrong sign: a map that stretches (|a| > 1) spreads the mass "
@@ -95,6 +116,8 @@ register(Exercise(
         lambda y, a, b: _normal_log_prob((y - b) / a),                           # no log-det
         lambda y, a, b: _normal_log_prob(a * y + b) - torch.log(torch.abs(a)),   # g instead of f
         lambda y, a, b: _normal_log_prob((y - b) / a) - torch.log(a),            # missing abs
+        lambda y, a, b: _normal_log_prob(y / a) - torch.log(torch.abs(a)),       # ignores b
+        _mutates_y__pushforward,
     ],
 ))
 
@@ -115,6 +138,11 @@ def _matrix(gen: torch.Generator) -> tuple:
             return (A,)
 
 
+def _mutates_A(A):
+    A[1] -= A[0] * (A[1, 0] / A[0, 0])  # Gaussian elimination in place: triangular, same det
+    return torch.log(torch.abs(A[0, 0] * A[1, 1]))
+
+
 register(Exercise(
     name="linear_2d_log_det",
     topic=TOPIC,
@@ -131,6 +159,7 @@ register(Exercise(
         lambda A: torch.log(torch.abs(torch.diagonal(A))).sum(),                 # diagonal only
         lambda A: torch.log(torch.abs(A[0, 0] * A[1, 1] + A[0, 1] * A[1, 0])),   # + instead of -
         lambda A: -torch.linalg.slogdet(A).logabsdet,                            # sign flipped
+        _mutates_A,                                                              # eliminates in A
     ],
 ))
 
@@ -140,6 +169,11 @@ register(Exercise(
 def lognormal_log_prob(y: Tensor) -> Tensor:
     """``log p_Y(y)`` for ``Y = exp(X)``, ``X ~ N(0, 1)``, ``y > 0``: ``log N(log y) - log y``."""
     return _normal_log_prob(torch.log(y)) - torch.log(y)
+
+
+def _mutates_y__lognormal(y):
+    y.log_()  # in place: the caller's y now holds log y
+    return _normal_log_prob(y) - y
 
 
 register(Exercise(
@@ -157,5 +191,6 @@ register(Exercise(
         lambda y: _normal_log_prob(torch.log(y)) + torch.log(y),  # sign flipped
         lambda y: _normal_log_prob(torch.log(y)),                 # no log-det
         lambda y: _normal_log_prob(torch.exp(y)) + y,             # pushed through g, not f
+        _mutates_y__lognormal,
     ],
 ))

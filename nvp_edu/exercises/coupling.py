@@ -118,11 +118,45 @@ def _ld_mean(x, b, st_net):
     return ((1 - b) * s).mean(dim=1)
 
 
+def _alternating(x):  # the textbook mask, whatever b says: ignores b
+    return (torch.arange(x.shape[1]) % 2).to(x.dtype).view(1, -1)
+
+
+def _fwd_ignores_b(x, b, st_net):
+    return coupling_forward(x, _alternating(x), st_net)
+
+
+def _inv_ignores_b(y, b, st_net):
+    return coupling_inverse(y, _alternating(y), st_net)
+
+
+def _ld_ignores_b(x, b, st_net):
+    return coupling_log_det(x, _alternating(x), st_net)
+
+
+def _mutates_x__forward(x, b, st_net):
+    s, t = st_net(b * x)
+    return x.copy_(b * x + (1 - b) * (x * torch.exp(s) + t))  # overwrites the caller's x
+
+
+def _mutates_y__inverse(y, b, st_net):
+    s, t = st_net(b * y)
+    y -= (1 - b) * t  # in place
+    y *= b + (1 - b) * torch.exp(-s)
+    return y
+
+
+def _mutates_x__log_det(x, b, st_net):
+    x.mul_(b)  # masks the caller's x in place
+    s, _ = st_net(x)
+    return ((1 - b) * s).sum(dim=1)
+
+
 register(Exercise(
     name="coupling_forward", topic="coupling", reference=coupling_forward,
     make_inputs=_make_inputs,
     mistakes=[_fwd_conditions_on_x, _fwd_exp_minus_s, _fwd_shift_then_scale,
-              _fwd_changes_everything],
+              _fwd_changes_everything, _fwd_ignores_b, _mutates_x__forward],
     hints=[
         (_matches(_fwd_conditions_on_x), "s and t must see only the kept entries: call "
          "st_net(b * x), not st_net(x), or the layer cannot be inverted."),
@@ -138,7 +172,8 @@ register(Exercise(
 register(Exercise(
     name="coupling_inverse", topic="coupling", reference=coupling_inverse,
     make_inputs=_make_inputs,
-    mistakes=[_inv_wrong_sign, _inv_wrong_order, _inv_plus_t, _inv_conditions_on_y],
+    mistakes=[_inv_wrong_sign, _inv_wrong_order, _inv_plus_t, _inv_conditions_on_y,
+              _inv_ignores_b, _mutates_y__inverse],
     hints=[
         (_matches(_inv_wrong_sign), "undo the scale with exp(-s), not exp(s)."),
         (_matches(_inv_wrong_order), "undo the steps in reverse order: subtract t first, "
@@ -153,7 +188,8 @@ register(Exercise(
 register(Exercise(
     name="coupling_log_det", topic="coupling", reference=coupling_log_det,
     make_inputs=_make_inputs,
-    mistakes=[_ld_all_entries, _ld_sum_exp, _ld_minus, _ld_whole_batch, _ld_mean],
+    mistakes=[_ld_all_entries, _ld_sum_exp, _ld_minus, _ld_whole_batch, _ld_mean,
+              _ld_ignores_b, _mutates_x__log_det],
     hints=[
         (_matches(_ld_all_entries), "only the changed entries (1 - b) are scaled: the kept "
          "ones have a 1 on the Jacobian's diagonal and add log 1 = 0."),

@@ -28,6 +28,12 @@ def nll_to_bits_per_dim(nll: Tensor, num_dims: int, levels: int) -> Tensor:
     return (nll + num_dims * math.log(levels)) / (num_dims * math.log(2))
 
 
+def _mutates_nll(nll, num_dims, levels):
+    nll += num_dims * math.log(levels)  # in place: the caller's nll changes
+    nll /= num_dims * math.log(2)
+    return nll
+
+
 register(Exercise(
     name="nll_to_bits_per_dim",
     topic="images as data",
@@ -46,6 +52,8 @@ register(Exercise(
         lambda nll, d, L: nll / (d * math.log(2)),
         lambda nll, d, L: (nll - d * math.log(L)) / (d * math.log(2)),
         lambda nll, d, L: (nll + d * math.log(L)) / d,
+        lambda nll, d, L: (nll + d * math.log(256)) / (d * math.log(2)),  # ignores L
+        _mutates_nll,
     ],
 ))
 
@@ -58,11 +66,18 @@ def logit_log_det(x: Tensor, alpha: float) -> Tensor:
     return (math.log(1 - 2 * alpha) - torch.log(p) - torch.log1p(-p)).sum(dim=1)
 
 
+def _mutates_x__logit(x, alpha):
+    x.mul_(1 - 2 * alpha).add_(alpha)  # p, computed in the caller's x
+    return (math.log(1 - 2 * alpha) - torch.log(x) - torch.log1p(-x)).sum(dim=1)
+
+
 register(Exercise(
     name="logit_log_det",
     topic="images as data",
     reference=logit_log_det,
-    make_inputs=lambda gen: (torch.rand(4, 6, generator=gen, dtype=torch.float64), 0.05),
+    # alpha varies (0.05 is the paper's), so a hard-coded 0.05 fails
+    make_inputs=lambda gen: (torch.rand(4, 6, generator=gen, dtype=torch.float64),
+                             round(0.01 + 0.2 * torch.rand((), generator=gen).item(), 3)),
     hints=[
         (lambda i, e, g: _close(e - i[0].shape[1] * math.log(1 - 2 * i[1]), g),
          "the chain rule's inner factor (1 - 2 alpha) is missing: log(1 - 2 alpha) per entry."),
@@ -73,6 +88,8 @@ register(Exercise(
         lambda x, a: -logit_log_det(x, a),
         lambda x, a: logit_log_det(x, a) - x.shape[1] * math.log(1 - 2 * a),
         lambda x, a: logit_log_det(x, a).mean() * torch.ones(x.shape[0], dtype=x.dtype),
+        lambda x, a: logit_log_det(x, 0.05),  # ignores alpha: the paper's value hard-coded
+        _mutates_x__logit,
     ],
 ))
 
@@ -91,7 +108,9 @@ register(Exercise(
     name="squeeze_and_factor_out",
     topic="multi-scale architecture",
     reference=squeeze_and_factor_out,
-    make_inputs=lambda gen: (torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64),),
+    make_inputs=lambda gen: (torch.randn(2, *(int(v) for v in torch.randint(1, 4, (1,), generator=gen)),
+                                         *(2 * int(v) for v in torch.randint(1, 4, (2,), generator=gen)),
+                                         generator=gen, dtype=torch.float64),),
     hints=[
         (lambda i, e, g: isinstance(g, tuple) and len(g) == 2 and _close(e[0], g[1]),
          "the halves are swapped: the first half of the channels is factored out."),
@@ -102,6 +121,7 @@ register(Exercise(
         lambda x: squeeze_and_factor_out(x)[::-1],
         lambda x: tuple(x.chunk(2, dim=2)),
         lambda x: tuple(x.reshape(x.shape[0], 4 * x.shape[1], 2, 2).chunk(2, dim=1)),
+        lambda x: tuple(torch.nn.functional.pixel_unshuffle(x, 2).reshape(2, 12, 2, 2).chunk(2, 1)),
     ],
 ))
 
@@ -116,11 +136,20 @@ def batchnorm_log_det(x: Tensor, eps: float) -> Tensor:
     return (-0.5 * pixels * torch.log(var + eps).sum()).expand(x.shape[0])
 
 
+def _mutates_x__batchnorm(x, eps):
+    x -= x.mean(dim=(0, 2, 3), keepdim=True)  # centres the caller's x in place
+    var = (x ** 2).mean(dim=(0, 2, 3))
+    return (-0.5 * x.shape[2] * x.shape[3] * torch.log(var + eps).sum()).expand(x.shape[0])
+
+
 register(Exercise(
     name="batchnorm_log_det",
     topic="batch normalization",
     reference=batchnorm_log_det,
-    make_inputs=lambda gen: (3 * torch.randn(8, 2, 3, 3, generator=gen, dtype=torch.float64), 1e-4),
+    # per-channel scales and eps vary, so eps matters and a fixed eps fails
+    make_inputs=lambda gen: ((0.2 + 2 * torch.rand(1, 2, 1, 1, generator=gen, dtype=torch.float64))
+                             * torch.randn(8, 2, 3, 3, generator=gen, dtype=torch.float64),
+                             round(0.01 + 0.3 * torch.rand((), generator=gen).item(), 3)),
     hints=[
         (lambda i, e, g: _close(e / (i[0].shape[2] * i[0].shape[3]), g),
          "every pixel of a channel is divided by the same std: multiply by H * W."),
@@ -131,5 +160,7 @@ register(Exercise(
         lambda x, eps: batchnorm_log_det(x, eps) / 9,
         lambda x, eps: 2 * batchnorm_log_det(x, eps),
         lambda x, eps: -batchnorm_log_det(x, eps),
+        lambda x, eps: batchnorm_log_det(x, 1e-5),  # ignores eps
+        _mutates_x__batchnorm,
     ],
 ))

@@ -34,13 +34,17 @@ def _transposed(h, w):
     return checkerboard(w, h)
 
 
+def _ignores_width(h, w):  # square: uses height for both
+    return checkerboard(h, h)
+
+
 def _stripes(h, w):
     return (torch.arange(w) % 2 == 1).float().expand(h, w).reshape(1, 1, h, w)
 
 
 register(Exercise(
     name="checkerboard_mask", topic="masks", reference=checkerboard, make_inputs=_make_inputs,
-    atol=0.0, mistakes=[_even_parity, _no_batch_dims, _transposed, _stripes],
+    atol=0.0, mistakes=[_even_parity, _no_batch_dims, _transposed, _stripes, _ignores_width],
     hints=[
         (lambda inp, exp, got: torch.equal(torch.as_tensor(got).float(), 1 - exp),
          "you have the other parity: the course's convention is 1 where i + j is odd "
@@ -49,6 +53,8 @@ register(Exercise(
          "return shape (1, 1, H, W) so it broadcasts over a batch of images: .view(1, 1, H, W)."),
         (lambda inp, exp, got: tuple(torch.as_tensor(got).shape[-2:]) == (inp[1], inp[0]),
          "height is the number of rows (i), width the number of columns (j)."),
+        (lambda inp, exp, got: tuple(torch.as_tensor(got).shape[-2:]) == (inp[0], inp[0]),
+         "the mask is height x width, not square: use width for the number of columns."),
         (lambda inp, exp, got: True, "the value must depend on both i and j: (i + j) % 2."),
     ],
 ))

@@ -30,6 +30,10 @@ def standardized_log_prob(log_prob_u: Tensor, std: Tensor) -> Tensor:
     return log_prob_u - torch.log(std).sum()
 
 
+def _mutates_log_prob_u(log_prob_u, std):
+    return log_prob_u.sub_(torch.log(std).sum())  # the caller's tensor is changed
+
+
 register(Exercise(
     name="standardized_log_prob",
     topic=TOPIC,
@@ -49,6 +53,7 @@ register(Exercise(
         lambda lp, std: lp,                               # forgot the scaling
         lambda lp, std: lp - 2 * torch.log(std).sum(),    # used the variance
         lambda lp, std: lp - torch.log(std.prod()) / 2,   # halved
+        _mutates_log_prob_u,
     ],
 ))
 
@@ -66,9 +71,18 @@ def mixture_log_prob(x: Tensor, centres: Tensor, std: float) -> Tensor:
 
 
 def _mixture_inputs(gen: torch.Generator) -> tuple:
-    centres = 2 * torch.randn(5, 2, generator=gen, dtype=torch.float64)
-    x = centres[torch.randint(0, 5, (9,), generator=gen)] + 0.5 * torch.randn(9, 2, generator=gen, dtype=torch.float64)
+    k = int(torch.randint(3, 8, (1,), generator=gen))  # the number of components varies
+    centres = 2 * torch.randn(k, 2, generator=gen, dtype=torch.float64)
+    x = (centres[torch.randint(0, k, (9,), generator=gen)]
+         + 0.5 * torch.randn(9, 2, generator=gen, dtype=torch.float64))
     return x, centres, 0.4 + 0.3 * torch.rand((), generator=gen).item()
+
+
+def _mutates_x__mixture(x, centres, std):
+    x /= std  # in place: work in units of std
+    d2 = ((x[:, None, :] - centres[None, :, :] / std) ** 2).sum(-1)
+    return (torch.logsumexp(-d2 / 2, dim=1) - math.log(len(centres))
+            - math.log(2 * math.pi * std ** 2))
 
 
 register(Exercise(
@@ -81,12 +95,18 @@ register(Exercise(
          "the mixture weights 1/K are missing (subtract log K)."),
         (lambda i, e, g: _close(e + 0.5 * math.log(2 * math.pi * i[2] ** 2), g),
          "a 2-D Gaussian's normalizer is 2 pi std^2 (one factor sqrt(2 pi) std per coordinate)."),
+        (lambda i, e, g: any(_close(e + math.log(len(i[1]) / k), g) for k in range(1, 11)),
+         "the number of components K is len(centres), and it differs between test cases: "
+         "do not write a fixed K."),
     ],
     mistakes=[
         lambda x, c, s: mixture_log_prob(x, c, s) + math.log(len(c)),          # no 1/K
         lambda x, c, s: mixture_log_prob(x, c, s) + 0.5 * math.log(2 * math.pi * s ** 2),  # 1-D normalizer
         lambda x, c, s: (-((x[:, None] - c[None]) ** 2).sum(-1) / (2 * s ** 2)).max(1).values
         - math.log(2 * math.pi * s ** 2),                                      # nearest component only
+        lambda x, c, s: mixture_log_prob(x, c, 0.5),                           # ignores std
+        lambda x, c, s: mixture_log_prob(x, c, s) + math.log(len(c)) - math.log(5),  # K fixed at 5
+        _mutates_x__mixture,
     ],
 ))
 
@@ -100,6 +120,11 @@ def affine_coupling_2d(x: Tensor, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]
     """
     y = torch.stack([x[:, 0], x[:, 1] * torch.exp(s) + t], dim=1)
     return y, s
+
+
+def _mutates_x__coupling_2d(x, s, t):
+    x[:, 1] = x[:, 1] * torch.exp(s) + t  # writes into the caller's x
+    return x, s
 
 
 register(Exercise(
@@ -120,5 +145,7 @@ register(Exercise(
         lambda x, s, t: (torch.stack([x[:, 0], x[:, 1] * torch.exp(s) + t], 1), torch.exp(s)),
         lambda x, s, t: (torch.stack([x[:, 0], (x[:, 1] + t) * torch.exp(s)], 1), s),
         lambda x, s, t: (torch.stack([x[:, 0] * torch.exp(s), x[:, 1] * torch.exp(s) + t], 1), s),
+        lambda x, s, t: (torch.stack([x[:, 0], x[:, 1] * torch.exp(s)], 1), s),  # ignores t
+        _mutates_x__coupling_2d,
     ],
 ))
