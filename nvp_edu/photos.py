@@ -128,4 +128,5 @@ def load_photos_split(train_stride: int = 8, test_stride: int = 16) -> tuple[Ten
     photos = load_photos()
     train = np.concatenate([_cut(photos[name], train_corners) for name in PHOTO_NAMES])
     test = np.concatenate([_cut(photos[name], test_corners) for name in PHOTO_NAMES])
-    return torch.from_numpy(np.ascontiguousarray(train)), torch.from_numpy(np.ascontiguousarray(test))
+    return (torch.from_numpy(np.ascontiguousarray(train)),
+            torch.from_numpy(np.ascontiguousarray(test)))

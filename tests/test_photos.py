@@ -51,8 +51,9 @@ def test_patches_are_the_pixels_at_their_coordinates(split):
         for k, photo_name in enumerate(PHOTO_NAMES):
             for i in (0, len(corners) // 2, len(corners) - 1):
                 row, col = corners[i]
-                expected = photos[photo_name][row:row + PATCH, col:col + PATCH].transpose(2, 0, 1)
-                assert np.array_equal(tensor[k * len(corners) + i].numpy(), expected)
+                expected = photos[photo_name][row:row + PATCH, col:col + PATCH]
+                assert np.array_equal(tensor[k * len(corners) + i].numpy(),
+                                      expected.transpose(2, 0, 1))
 
 
 @pytest.mark.parametrize("train_stride,test_stride", [(8, 16), (1, 1), (5, 3)])
