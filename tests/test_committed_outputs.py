@@ -1,14 +1,37 @@
 """Every committed notebook was committed from a run (scripts/execute_notebooks.py):
-each code cell executed, no error outputs, no per-run execution metadata, python3 kernel.
+each code cell executed, no error outputs, no per-run execution metadata, python3 kernel,
+no absolute path of the machine that ran it and no progress-bar debris in its outputs.
 Learners read these outputs on GitHub without running anything."""
 from __future__ import annotations
 
+import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.ipynb"))
+PROJECT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((PROJECT / "notebooks").glob("[0-9]*.ipynb"))
+
+# Written out here, not imported from the script, so that a too lenient script fails this test.
+ABSOLUTE = re.compile(r"(?<![\w.~-])(/work/|/root/|/home/|/tmp/|/Users/|/usr/|/opt/|/var/|"
+                      r"/private/|/mnt/|[A-Za-z]:\\)")
+TQDM_DEBRIS = ("TqdmWarning", "IProgress not found")
+
+
+def output_texts(nb):
+    """(cell index, output type, text) of everything an output shows as text."""
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                yield i, f"stream {out.name}", out.text
+            elif out.output_type == "error":
+                yield i, "error", "\n".join(out.traceback)
+            else:
+                for mime, value in out.get("data", {}).items():
+                    if mime.startswith("text/"):
+                        yield i, mime, "".join(value) if isinstance(value, list) else value
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -31,3 +54,71 @@ def test_committed_with_outputs(path):
               if "execution" in c.metadata or "ExecuteTime" in c.metadata]
     assert not timing, f"execution metadata left in cells {timing} (strip it: scripts/execute_notebooks.py)"
     assert any(c.outputs for _, c in code), "no outputs at all"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_no_absolute_paths_in_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    found = [f"cell {i} ({kind}): ...{text[max(0, m.start() - 40):m.end() + 40]!r}..."
+             for i, kind, text in output_texts(nb) for m in ABSOLUTE.finditer(text)]
+    assert not found, ("absolute paths of the machine that ran the notebook (print paths "
+                       "relative to the project root; scripts/execute_notebooks.py rewrites "
+                       f"the project root): {found[:5]}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_no_progress_bar_debris_in_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    empty = [i for i, c in enumerate(nb.cells) for o in c.get("outputs", [])
+             if o.output_type == "stream" and not o.text.strip()]
+    assert not empty, f"whitespace-only stream outputs (progress-bar debris) in cells {empty}"
+    tqdm = [f"cell {i} ({kind})" for i, kind, text in output_texts(nb)
+            if any(d in text for d in TQDM_DEBRIS)]
+    assert not tqdm, f"tqdm's IProgress warning committed: {tqdm}"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("execute_notebooks",
+                                                  PROJECT / "scripts" / "execute_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_execute_script_cleans_outputs():
+    """The cleaning scripts/execute_notebooks.py applies before writing a notebook."""
+    clean_outputs = _load_script().clean_outputs
+    root = Path("/home/someone/nvp-edu")
+    warning = ("/home/someone/venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: "
+               "IProgress not found. Please update jupyter and ipywidgets.\n"
+               "  from .autonotebook import tqdm as notebook_tqdm\n")
+    stream = nbformat.v4.new_output
+    cell = nbformat.v4.new_code_cell(outputs=[
+        stream("stream", name="stderr", text=warning),
+        stream("stream", name="stderr", text="\rfit:   0%|  | 0/2"),
+        stream("stream", name="stderr", text="\r          "),
+        stream("stream", name="stderr", text="\rfit: 100%|##| 2/2"),
+        stream("stream", name="stderr", text="\n"),
+        stream("stream", name="stdout", text="saved to /home/someone/nvp-edu/runs/a.pt\n"),
+        stream("stream", name="stdout", text="\n"),
+        nbformat.v4.new_output("execute_result", execution_count=1,
+                               data={"text/plain": "PosixPath('/home/someone/nvp-edu')"}),
+        stream("stream", name="stderr",
+               text="/opt/py/lib/site-packages/torch/x.py:3: UserWarning: careful\n"),
+    ])
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    assert clean_outputs(nb, root) == []
+    outs = nb.cells[0].outputs
+    assert [o.get("text") for o in outs if o.output_type == "stream"] == [
+        "\rfit:   0%|  | 0/2",
+        "\rfit: 100%|##| 2/2\n",          # the closing newline folded in, the clear dropped
+        "saved to runs/a.pt\n\n",
+        "site-packages/torch/x.py:3: UserWarning: careful\n",
+    ]
+    assert outs[3].data["text/plain"] == "PosixPath('.')"
+    nbformat.validate(nb)
+    # a path outside the project cannot be made relative: reported, not hidden
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        stream("stream", name="stdout", text="cache in /tmp/abc/x, see https://x.org/home/y\n")])])
+    problems = clean_outputs(nb, root)
+    assert len(problems) == 1 and "/tmp/abc" in problems[0]
