@@ -11,6 +11,11 @@ averaged over several dequantization draws):
 
 - ``test_bpd``: the flow, model chosen on a validation split carved from the training
   images (the test split is only used for this final number);
+Defaults chosen on the validation split (one seed, 2026-11-29; held-out figures of the
+same runs): lr 1e-3 constant 2.146 (the official lr), 3e-3 2.078, 6e-3 cosine 2.058,
+1e-2 cosine 2.049; no effect: no gradient clipping, 3 scales, a 100x larger L2, batch 32;
+worse: EMA 0.995, 16 features, no EMA, the official initialization (2.225 at lr 1e-3).
+
 - ``gmm_test_bpd``: scikit-learn ``GaussianMixture`` fitted in the same run on the same
   dequantized training data, its size and covariance type chosen on the same validation
   split; ``uniform_bpd`` = log2(17) for scale.
@@ -70,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-blocks", type=int, default=2)
     parser.add_argument("--num-scales", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine")
     parser.add_argument("--l2", type=float, default=5e-5)
     parser.add_argument("--ema", type=float, default=0.98, help="EMA decay (0 = off)")
     parser.add_argument("--no-batch-norm", action="store_true")
@@ -84,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     cfg = Config(dataset="digits", preset="digits", out=None, epochs=args.epochs,
-                 batch_size=args.batch_size, lr=args.lr, l2=args.l2, seed=args.seed,
+                 batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+                 l2=args.l2, seed=args.seed,
                  val_fraction=args.val_fraction, ema=args.ema or None,
                  recalibrate=not args.no_recalibrate, progress=sys.stderr.isatty())
     torch.manual_seed(args.seed)

@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend (eager: graph capture only, for smoke tests)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on for CUDA, off on CPU")
     p.add_argument("--batch", type=int, default=64)
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     warmup = a.warmup if a.warmup is not None else (5 if gpu else 1)
 
     cfg = Config(dataset="synthetic", preset=a.preset, out=None, batch_size=a.batch,
-                 precision=a.precision, compile=a.compile, channels_last=channels_last,
+                 precision=a.precision, compile=a.compile,
+                 compile_backend=a.compile_backend, channels_last=channels_last,
                  device=str(device), limit_train=a.batch, limit_test=a.batch, progress=False)
     trainer = Trainer(cfg, _Dist(cfg.device))
     model = trainer.model

@@ -78,11 +78,15 @@ PRESETS: dict[str, dict[str, int]] = {
     # notebooks 7-8 and benchmarks/digits.py: 8x8 digits on a laptop CPU
     "digits": dict(num_scales=2, mid_channels=32, num_blocks=2, batch_size=64, epochs=20,
                    num_samples=64),
+    # CIFAR-10 or the photos on a laptop CPU: about 10-15 minutes on 2-4 cores
+    "laptop": dict(num_scales=2, mid_channels=32, num_blocks=2, batch_size=32, epochs=1,
+                   num_samples=36),
     # small enough for CI on two CPU cores
     "tiny": dict(num_scales=2, mid_channels=8, num_blocks=1, batch_size=16, epochs=1,
                  num_samples=16),
 }
 CHECKPOINT_NAME = "checkpoint.pt"
+DATASETS = ("cifar10", "photos", "digits", "synthetic")
 
 
 # Preprocessing (notebook 6, nvp_edu.preprocess): dequantization (paper section 4.1,
@@ -133,10 +137,12 @@ class Config:
     batch_size: int | None = None
     precision: str = "fp32"
     compile: bool = False
+    compile_backend: str = "inductor"
     channels_last: bool | None = None
     data_root: str = "data"
     download: bool = True
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     l2: float = 5e-5
     grad_clip: float = 100.0
     val_fraction: float = 0.0
@@ -191,6 +197,10 @@ def load_data(cfg: Config) -> tuple[Tensor, Tensor, int, bool]:
         train = CIFAR10(cfg.data_root, train=True, download=cfg.download).data
         test = CIFAR10(cfg.data_root, train=False, download=cfg.download).data
         levels, flip = 256, True
+    elif cfg.dataset == "photos":
+        from .photos import PHOTOS_LEVELS, load_photos_split
+        train, test = load_photos_split()
+        levels, flip = PHOTOS_LEVELS, True  # a mirrored photograph is still a photograph
     elif cfg.dataset == "synthetic":
         train, test = synthetic_images(2048, seed=1), synthetic_images(512, seed=2)
         levels, flip = 256, True
@@ -199,8 +209,7 @@ def load_data(cfg: Config) -> tuple[Tensor, Tensor, int, bool]:
         train, test = load_digits_split()
         levels, flip = DIGITS_LEVELS, False  # a mirrored digit is not a digit
     else:
-        raise ValueError(f"dataset must be one of cifar10, digits, synthetic; got "
-                         f"{cfg.dataset!r}")
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {cfg.dataset!r}")
     if cfg.limit_train:
         train = train[:cfg.limit_train]
     if cfg.limit_test:
@@ -386,6 +395,8 @@ def train(cfg: Config, model: nn.Module | None = None) -> TrainResult:
     """
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be fp32 or bf16; got {cfg.precision!r}")
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be constant or cosine; got {cfg.lr_schedule!r}")
     if cfg.preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {cfg.preset!r}")
     env = _Dist(cfg.device)
@@ -462,7 +473,7 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.cfg.compile:
-            self.net = torch.compile(self.net)
+            self.net = torch.compile(self.net, backend=self.cfg.compile_backend)
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if self.cfg.precision == "bf16" else nullcontext())
 
@@ -531,11 +542,20 @@ class Trainer:
                 f"non-finite loss or gradient at step {self.step + 1} (loss {loss.item()}, "
                 f"grad norm {grad_norm.item()}): training stopped without taking that step; "
                 f"{where}. Resume with --resume, e.g. with a lower --lr or --precision fp32.")
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return {"loss": loss.detach(), "nll": nll.detach(), "grad_norm": grad_norm}
+
+    def learning_rate(self) -> float:
+        """``lr``, constant (the official code) or cosine-decayed to 0 over the run; a
+        function of the step alone, so a resumed run follows the same schedule."""
+        if self.cfg.lr_schedule == "constant":
+            return self.cfg.lr
+        return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.step / self.total))
 
     # ---- evaluation ----
     @torch.no_grad()
@@ -692,10 +712,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         description="Train the paper's multi-scale Real NVP (Dinh et al. 2017) and report "
                     "bits/dim. Multi-GPU: torchrun --nproc_per_node=N -m nvp_edu.train ...",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=["cifar10", "digits", "synthetic"], default="synthetic",
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic",
                    help="cifar10: the official tarball in --data-root (downloaded if "
-                        "missing); digits: scikit-learn's 8x8 digits; synthetic: CIFAR-shaped "
-                        "random images for smoke runs")
+                        "missing); photos: 32x32 patches of scikit-learn's two photographs "
+                        "(offline stand-in for CIFAR-10); digits: scikit-learn's 8x8 digits; "
+                        "synthetic: CIFAR-shaped random images for smoke runs")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
                    help="paper: RealNVP(num_scales=2, mid_channels=64, num_blocks=8), batch 64,"
                         " 100 epochs; digits: mid_channels=32, num_blocks=2, batch 64, 20 "
@@ -725,6 +746,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--no-download", dest="download", action="store_false",
                    help="never download; fail with instructions if the tarball is missing")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="constant (the official code) or cosine decay to 0 over the run")
     p.add_argument("--l2", type=float, default=5e-5,
                    help="coefficient of the L2 term sum(g^2) over the weight-norm magnitudes "
                         "and checkerboard scales, added to the NLL in nats (paper: 5e-5)")

@@ -97,11 +97,19 @@ register(Exercise(
 # Notebook 7: factor out half of the channels ----------------------------------------------
 
 def squeeze_and_factor_out(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Squeeze ``(N, C, H, W) -> (N, 4C, H/2, W/2)`` (pixel_unshuffle order), then split the
-    channels in two halves: ``(z, h)`` = (factored out, kept for the next scale)."""
-    y = torch.nn.functional.pixel_unshuffle(x, 2)
-    z, h = y.chunk(2, dim=1)
+    """Squeeze ``(N, C, H, W) -> (N, 4C, H/2, W/2)`` (pixel_unshuffle order), put the
+    channels in the official factor-out order (``nvp_edu.squeeze.factor_out_order``), then
+    split them in two halves: ``(z, h)`` = (factored out: sub-pixels (0,1) and (1,0);
+    kept for the next scale: (0,0) and (1,1))."""
+    from ..squeeze import factor_out_order
+
+    y = torch.nn.functional.pixel_unshuffle(x, 2)[:, factor_out_order(x.shape[1])]
+    h, z = y.chunk(2, dim=1)
     return z, h
+
+
+def _plain_split(x: Tensor) -> tuple[Tensor, Tensor]:
+    return tuple(torch.nn.functional.pixel_unshuffle(x, 2).chunk(2, dim=1))
 
 
 register(Exercise(
@@ -113,12 +121,18 @@ register(Exercise(
                                          generator=gen, dtype=torch.float64),),
     hints=[
         (lambda i, e, g: isinstance(g, tuple) and len(g) == 2 and _close(e[0], g[1]),
-         "the halves are swapped: the first half of the channels is factored out."),
+         "the halves are swapped: z (first in the result) is the half that leaves, the "
+         "second half of the reordered channels."),
+        (lambda i, e, g: isinstance(g, tuple) and len(g) == 2 and i[0].shape[1] > 1
+         and _close(_plain_split(i[0])[0], g[0]),
+         "a plain split of the squeezed channels sends whole colour channels out: reorder "
+         "them with factor_out_order(C) first, so (0,0) and (1,1) of every channel stay."),
         (lambda i, e, g: isinstance(g, tuple) and len(g) == 2 and g[0].shape != e[0].shape,
          "squeeze first: (C, H, W) -> (4C, H/2, W/2), then split the 4C channels in two."),
     ],
     mistakes=[
         lambda x: squeeze_and_factor_out(x)[::-1],
+        _plain_split,
         lambda x: tuple(x.chunk(2, dim=2)),
         lambda x: tuple(x.reshape(x.shape[0], 4 * x.shape[1], 2, 2).chunk(2, dim=1)),
         lambda x: tuple(torch.nn.functional.pixel_unshuffle(x, 2).reshape(2, 12, 2, 2).chunk(2, 1)),
