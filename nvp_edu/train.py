@@ -706,6 +706,28 @@ def _truncate_metrics(out: Path, step: int) -> None:
 
 # ------------------------------------------ CLI ----------------------------------------
 
+def _add_optimization_args(p: argparse.ArgumentParser) -> None:
+    """The objective, the optimizer and model selection."""
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="constant (the official code) or cosine decay to 0 over the run")
+    p.add_argument("--l2", type=float, default=5e-5,
+                   help="coefficient of the L2 term sum(g^2) over the weight-norm magnitudes "
+                        "and checkerboard scales, added to the NLL in nats (paper: 5e-5)")
+    p.add_argument("--grad-clip", type=float, default=100.0,
+                   help="max global norm of the gradient of nats-per-image + L2 (official: 100)")
+    p.add_argument("--val-fraction", type=float, default=0.0,
+                   help="carve this fraction of the training images out as a validation split;"
+                        " evaluations use it and the best one is kept (the test split is "
+                        "evaluated once, at the end)")
+    p.add_argument("--ema", type=float, default=None,
+                   help="evaluate an exponential moving average of the weights with this decay"
+                        " (e.g. 0.98)")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="recompute batch-norm running statistics from training images before "
+                        "every evaluation")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(
         prog="python -m nvp_edu.train",
@@ -719,8 +741,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         "synthetic: CIFAR-shaped random images for smoke runs")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
                    help="paper: RealNVP(num_scales=2, mid_channels=64, num_blocks=8), batch 64,"
-                        " 100 epochs; digits: mid_channels=32, num_blocks=2, batch 64, 20 "
-                        "epochs; tiny: mid_channels=8, num_blocks=1, batch 16, 1 epoch")
+                        " 100 epochs; digits: 32 features, 2 blocks, batch 64, 20 epochs; "
+                        "laptop: 32 features, 2 blocks, batch 32 (CPU runs on 32x32 images);"
+                        " tiny: 8 features, 1 block, batch 16, 1 epoch")
     p.add_argument("--out", required=True, help="run folder: metrics, samples, checkpoint")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many optimizer steps in total (counting steps "
@@ -742,27 +765,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: on for CUDA, off on CPU)")
+    _add_optimization_args(p)
     p.add_argument("--data-root", default="data", help="folder holding cifar-10-python.tar.gz")
     p.add_argument("--no-download", dest="download", action="store_false",
                    help="never download; fail with instructions if the tarball is missing")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
-                   help="constant (the official code) or cosine decay to 0 over the run")
-    p.add_argument("--l2", type=float, default=5e-5,
-                   help="coefficient of the L2 term sum(g^2) over the weight-norm magnitudes "
-                        "and checkerboard scales, added to the NLL in nats (paper: 5e-5)")
-    p.add_argument("--grad-clip", type=float, default=100.0,
-                   help="max global norm of the gradient of nats-per-image + L2 (official: 100)")
-    p.add_argument("--val-fraction", type=float, default=0.0,
-                   help="carve this fraction of the training images out as a validation split;"
-                        " evaluations use it and the best one is kept (the test split is "
-                        "evaluated once, at the end)")
-    p.add_argument("--ema", type=float, default=None,
-                   help="evaluate an exponential moving average of the weights with this decay"
-                        " (e.g. 0.98)")
-    p.add_argument("--recalibrate", action="store_true",
-                   help="recompute batch-norm running statistics from training images before "
-                        "every evaluation")
     p.add_argument("--log-every", type=int, default=10, help="steps between metrics lines")
     p.add_argument("--eval-every", type=int, default=0,
                    help="steps between held-out evaluations (0: once per epoch); each "
