@@ -83,3 +83,37 @@ class Sequential(Flow):
 def sum_except_batch(x: Tensor) -> Tensor:
     """Sum over every dimension but the first: per-sample totals of a log-det term."""
     return x.reshape(x.shape[0], -1).sum(dim=1)
+
+
+_DTYPE_METHOD = {torch.float16: "half", torch.bfloat16: "bfloat16", torch.float32: "float",
+                 torch.float64: "double"}
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no per-device query
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
+def check_input(x: Tensor, module: nn.Module | None, who: str) -> None:
+    """Refuse input a flow would mangle silently or fail on deep inside, in one line.
+
+    Integer (or bool) tensors are pixels that were never dequantized: a flow would treat
+    the integers as reals and report log-densities of the wrong space (or NaN). A float
+    dtype other than the parameters' fails inside a layer with a message about matmul
+    or "mixed dtype"; under autocast a mismatch is expected and allowed. An empty batch
+    has no per-sample log-det to give. ``module=None``: no dtype comparison.
+    """
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{who} needs floating-point input; got a {x.dtype} tensor: dequantize "
+                        "integer pixels first (nvp_edu.preprocess: Preprocess, or dequantize "
+                        "then Logit)")
+    p = None if module is None else next(module.parameters(), None)
+    if p is not None and p.dtype != x.dtype and not _autocast_enabled(x.device.type):
+        raise TypeError(f"{who}'s parameters are {p.dtype} but its input is {x.dtype}: convert "
+                        f"one to match, the input with x.{_DTYPE_METHOD.get(p.dtype, 'to')}() or "
+                        f"the model with model.{_DTYPE_METHOD.get(x.dtype, 'to')}()")
+    if x.shape[0] == 0:
+        raise ValueError(f"{who} got an empty batch (shape {tuple(x.shape)}): pass at least "
+                         "one sample")

@@ -19,7 +19,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
-from .base import Flow
+from .base import Flow, check_input
 
 
 class BatchNormFlow(Flow):
@@ -89,7 +89,25 @@ class BatchNormFlow(Flow):
         var = ((x - mean.view(view)) * w).pow(2).sum(dim=dims) / n
         return mean, var
 
+    @torch.no_grad()
+    def _update_running_stats(self, mean: Tensor, var: Tensor, count: Tensor) -> None:
+        """``running += momentum * (batch - running)``, on the channels that normalize
+        something; not at all when a batch statistic is NaN/inf.
+
+        One bad batch (a NaN or inf anywhere in it) would otherwise poison the averages
+        for good: every later evaluation and ``inverse`` would give NaN. Decided on the
+        device with ``torch.where`` (no host sync).
+        """
+        finite = torch.isfinite(mean).all() & torch.isfinite(var).all()
+        update = (count > 0) & finite
+        for running, batch in ((self.running_mean, mean), (self.running_var, var)):
+            batch = batch.detach().to(running.dtype)
+            # lerp towards a NaN is NaN even with weight 0: choose the end point first
+            target = torch.where(update, batch, running)
+            running.lerp_(target, self.momentum)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        check_input(x, None, "BatchNormFlow")
         dims, view, pixels = self._shape(x)
         count = self._normalized_count(x)
         if self.training:
@@ -97,10 +115,7 @@ class BatchNormFlow(Flow):
                 raise ValueError("BatchNormFlow in training mode needs more than one value "
                                  f"per channel to estimate a variance; got shape {tuple(x.shape)}")
             mean, var = self._batch_stats(x, count)
-            with torch.no_grad():  # channels that normalize nothing keep their averages
-                weight = self.momentum * (count > 0).to(self.running_mean.dtype)
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), weight)
-                self.running_var.lerp_(var.detach().to(self.running_var.dtype), weight)
+            self._update_running_stats(mean, var, count)
         else:
             mean, var = self.running_mean, self.running_var
         y = (x - mean.view(view)) / torch.sqrt(var.view(view) + self.eps)
@@ -111,6 +126,7 @@ class BatchNormFlow(Flow):
         return self._where_changed(y, x), log_det.expand(x.shape[0]).to(x.dtype)
 
     def inverse(self, y: Tensor) -> Tensor:
+        check_input(y, None, "BatchNormFlow")
         _, view, _ = self._shape(y)
         x = y
         if self.affine:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Flow, sum_except_batch
+from .base import Flow, check_input, sum_except_batch
 from .nets import MLP
 
 
@@ -59,6 +59,7 @@ class _Coupling(Flow):
     def _conditioner(self, x: Tensor) -> tuple[Tensor, ...]:
         """The network's outputs, each shaped like the part of ``x`` that changes."""
         _check_mask_fits(self.mask, x)
+        check_input(x, self, type(self).__name__)
         if self.split:
             h = self.net(x.index_select(1, self.kept))
         else:

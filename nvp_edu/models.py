@@ -5,16 +5,26 @@ prior, so ``log_prob(x) = log N(z; 0, I) + log_det`` (paper, Eq. 3), in nats.
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import Tensor, nn
 
-from .base import Flow, Sequential
+from .base import Flow, Sequential, check_input
 from .batchnorm import BatchNormFlow
 from .coupling import AffineCoupling
 from .masks import alternating_vector_mask, channel_mask, checkerboard_mask
 from .nets import ResNet
 from .prior import standard_normal_log_prob, standard_normal_sample
 from .squeeze import Squeeze, factor_out_order
+
+
+def _is_count(n: object) -> bool:
+    """A whole number >= 1 (Python or NumPy integer, 0-d integer tensor), not a bool."""
+    try:
+        return not isinstance(n, bool) and operator.index(n) >= 1
+    except TypeError:
+        return False
 
 
 class _Density(Flow):
@@ -36,8 +46,13 @@ class _Density(Flow):
         Runs in eval mode (running batch-norm statistics) and restores the mode it found,
         so sampling never changes what the model has learned, in train mode or not.
         """
-        device = next(self.buffers()).device
-        z = standard_normal_sample((n, *self.event_shape()), temperature, device, generator)
+        if not _is_count(n):
+            raise ValueError(f"sample(n) needs a whole number n >= 1 of samples; got {n!r}")
+        ref = next(self.parameters(), None)
+        ref = ref if ref is not None else next(self.buffers())
+        # z in the model's own dtype: a model.double() samples in float64
+        z = standard_normal_sample((operator.index(n), *self.event_shape()), temperature,
+                                   ref.device, generator, dtype=ref.dtype)
         was_training = self.training
         self.eval()
         try:
@@ -72,6 +87,7 @@ class RealNVP2D(_Density):
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"RealNVP2D(dim={self.dim}) needs input of shape (N, {self.dim}); "
                              f"got shape {tuple(x.shape)}")
+        check_input(x, self, "RealNVP2D")
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x)
@@ -173,6 +189,7 @@ class RealNVP(_Density):
         if x.dim() != 4 or tuple(x.shape[1:]) != need:
             raise ValueError(f"RealNVP needs images of shape (N, {need[0]}, {need[1]}, "
                              f"{need[2]}); got shape {tuple(x.shape)}")
+        check_input(x, self, "RealNVP")
 
     def latent_shapes(self) -> list[tuple[int, int, int]]:
         """``(C, H, W)`` of each scale's latents, as :meth:`encode` returns them.
@@ -195,6 +212,8 @@ class RealNVP(_Density):
         if len(latents) != len(need) or got != need:
             raise ValueError(f"RealNVP with {self.num_scales} scale(s) needs latents of shapes "
                              f"(N, C, H, W) with (C, H, W) = {need}; got {got}")
+        for z in latents:
+            check_input(z, self, "RealNVP")
 
     def encode(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Latents and log-dets per scale: ``([z_1, ..., z_K], [ld_1, ..., ld_K])``.

@@ -28,6 +28,25 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 
 def standard_normal_sample(shape: tuple[int, ...], temperature: float = 1.0,
                            device: torch.device | str | None = None,
-                           generator: torch.Generator | None = None) -> Tensor:
-    """Draw from N(0, T^2 I). Temperature T < 1 trades diversity for typical samples."""
-    return temperature * torch.randn(shape, device=device, generator=generator)
+                           generator: torch.Generator | None = None,
+                           dtype: torch.dtype | None = None) -> Tensor:
+    """Draw from N(0, T^2 I). Temperature T < 1 trades diversity for typical samples.
+
+    ``T`` must be a finite number > 0: ``T = 0`` would give the single point ``z = 0``
+    (not a sample), and a negative ``T`` is the same as ``|T|`` by symmetry.
+
+    Example:
+        >>> standard_normal_sample((2, 3), temperature=0.5).shape
+        torch.Size([2, 3])
+        >>> standard_normal_sample((2, 3), temperature=0.0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: temperature must be a finite number > 0 ...; got 0.0
+    """
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError("temperature must be a finite number > 0 (1.0: the model's density; "
+                         f"below 1: more typical samples); got {temperature!r}")
+    return t * torch.randn(shape, device=device, generator=generator, dtype=dtype)

@@ -29,8 +29,47 @@ evaluated at every evaluation, as in the paper's CIFAR-10 runs.
 
 What a run folder holds (``--out``): ``metrics.jsonl`` (one JSON object per logged step
 and per evaluation), ``metrics.png``, ``samples/step_NNNNNNN.png``, ``checkpoint.pt``
-(atomic, ``weights_only``-loadable, resumable bit-for-bit with ``--resume``) and
-``summary.json``. ``out=None`` (Python only) keeps everything in memory.
+(atomic, checksummed, ``weights_only``-loadable, resumable bit-for-bit with ``--resume``;
+the one before it is kept as ``checkpoint.pt.prev``) and ``summary.json`` (strict JSON: a
+figure that is not finite never gets there). ``out=None`` (Python only) keeps everything
+in memory.
+
+**Resuming** (``--resume``, ``Config(resume=True)``) continues from ``OUT/checkpoint.pt``:
+model, optimizer, EMA, best model so far, every random state and the step. ``metrics.jsonl``
+is cut back to the checkpoint's step (rewritten atomically; a last line cut short by a
+kill is skipped with a warning). What a resumed run may change, taking effect from its
+next step:
+
+- ``--lr`` and ``--lr-schedule`` (the learning rate is set from the config before every
+  step, :meth:`Trainer.learning_rate`; a cosine schedule follows the new total),
+  ``--l2``, ``--grad-clip``, the ``--ema`` decay;
+- ``--max-steps`` and ``--epochs`` (the total counts the steps already done; a total
+  already reached only evaluates and writes the summary);
+- ``--log-every``, ``--eval-every``, ``--ckpt-every``, ``--num-samples``, ``--limit-test``,
+  ``--recalibrate``, ``--no-progress``, ``--no-plots``;
+- ``--device``, ``--precision``, ``--compile``, ``--channels-last`` and the number of
+  processes. On another device type or number of processes the run goes on, but not bit
+  for bit: the dequantization noise and flips are reseeded (and kernels differ).
+
+Refused, with an error naming the checkpoint's value and the new one, because they define
+the run (its data, their split and order, the model, what a step and an epoch are):
+``--dataset``, ``--preset``, ``--batch-size``, ``--seed``, ``--val-fraction``,
+``--limit-train`` and ``--ema`` on/off. Start a new run (another ``--out``) to change them.
+
+A damaged checkpoint (checksum mismatch, truncated) is never loaded and never
+overwritten: ``--resume`` stops with an error naming it and the previous good one
+(``checkpoint.pt.prev``); ``--resume-from-previous`` then keeps the damaged file as
+``checkpoint.pt.damaged`` (for inspection), puts a copy of the previous one in its place
+and continues from there. A non-finite loss or gradient stops the run before that step
+changes anything (batch-norm running averages included), and so does a non-finite
+evaluation, or non-finite weights when a checkpoint is due: :class:`NonFiniteLossError`
+names the step and the last good checkpoint, which is left as it was.
+
+Settings are checked before anything runs (:func:`_validate`): a count that is zero or
+negative, a fraction out of range, an ``--out`` that is a file, a ``--device`` that is not
+there (never a silent fallback to the CPU). The CLI reports each error a user can cause
+as one line, ``error: ...``, with exit status 2 (1 when data files are missing);
+``--debug`` shows the traceback instead.
 
 GPU path: ``--precision bf16`` runs the s/t networks under bf16 autocast while the
 coupling's ``exp(s)``, every log-det and the prior stay in float32; channels_last memory
@@ -50,20 +89,24 @@ import argparse
 import copy
 import json
 import math
+import numbers
 import os
+import shutil
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .batchnorm import recompute_running_stats
-from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .batchnorm import BatchNormFlow, recompute_running_stats
+from .checkpoint import (PREV_SUFFIX, CheckpointCorruptError, atomic_open, capture_rng_state,
+                         load_checkpoint, restore_rng_state, save_checkpoint)
 from .config import seed_everything
 from .ledger import bits_per_dim as ledger_bits_per_dim
 from .models import RealNVP
@@ -119,7 +162,8 @@ def bits_per_dim(log_prob_model_space: Tensor, logit_log_det: Tensor, D: int,
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss or the gradient norm became NaN/inf; no step was taken with it."""
+    """A loss, gradient norm, evaluation or the weights became NaN/inf; training stopped
+    without saving them, and the last good checkpoint was left as it was."""
 
 
 @dataclass
@@ -132,6 +176,7 @@ class Config:
     max_steps: int | None = None
     epochs: int | None = None
     resume: bool = False
+    resume_from_previous: bool = False  # resume; if checkpoint.pt is damaged, from .prev
     seed: int = 0
     device: str = "auto"
     batch_size: int | None = None
@@ -175,6 +220,108 @@ class TrainResult:
         return "TrainResult(" + ", ".join(f"{k}={self.summary.get(k)!r}" for k in keys) + ")"
 
 
+# -------------------------------------- validation -------------------------------------
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_count(cfg: Config, name: str, minimum: int, optional: bool = False,
+                 meaning: str = "", maximum: int | None = None) -> None:
+    """``cfg.<name>`` is a whole number >= ``minimum`` (or None if ``optional``)."""
+    value = getattr(cfg, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{_flag(name)} must be a whole number; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{_flag(name)} must be at least {minimum}{meaning}; got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{_flag(name)} must be at most {maximum}; got {value}")
+
+
+def _check_number(cfg: Config, name: str, low: float, high: float, closed: str,
+                  optional: bool = False) -> None:
+    """``cfg.<name>`` is a real number in the interval; ``closed`` names its closed ends."""
+    value = getattr(cfg, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{_flag(name)} must be a number; got {value!r}")
+    above = value >= low if "low" in closed else value > low
+    below = value <= high if "high" in closed else value < high
+    if not (above and below):  # NaN fails both
+        interval = (("[" if "low" in closed else "(") + f"{low:g}, {high:g}"
+                    + ("]" if "high" in closed else ")"))
+        raise ValueError(f"{_flag(name)} must be in {interval}; got {value}")
+
+
+def _check_choice(cfg: Config, name: str, choices: Sequence[str]) -> None:
+    value = getattr(cfg, name)
+    if value not in choices:
+        raise ValueError(f"{_flag(name)} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_out(out: str | None) -> None:
+    """The run folder is a folder, or can become one (no file in the way)."""
+    if out is None:
+        return
+    for folder in (Path(out), *Path(out).parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == Path(out) else f": {folder} is a file"
+                raise NotADirectoryError(f"--out {out} cannot be a run folder{where} (an "
+                                         "existing file is in the way): choose another --out")
+            return
+
+
+def _check_device(device: str) -> None:
+    """The device exists here: never fall back to the CPU when a GPU was asked for."""
+    if device in ("auto", "cpu"):
+        return
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError("--device mps: Apple's MPS is not available here; use --device "
+                             "auto or --device cpu")
+        return
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available to this process "
+                         "(torch.cuda.is_available() is False); use --device auto or cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this process sees {torch.cuda.device_count()} "
+                         f"CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
+def _validate(cfg: Config) -> None:
+    """Refuse every setting that would be silently replaced, crash later, or fall back.
+
+    One line per error, naming the flag, what it needs and what it got.
+    """
+    _check_choice(cfg, "dataset", DATASETS)
+    _check_choice(cfg, "preset", sorted(PRESETS))
+    _check_choice(cfg, "precision", ("fp32", "bf16"))
+    _check_choice(cfg, "lr_schedule", ("constant", "cosine"))
+    for name in ("max_steps", "epochs", "batch_size", "limit_train", "limit_test"):
+        _check_count(cfg, name, 1, optional=True)
+    _check_count(cfg, "log_every", 1)
+    _check_count(cfg, "eval_every", 0, meaning=" (0: once per epoch)")
+    _check_count(cfg, "ckpt_every", 0, meaning=" (0: at evaluations and the end)")
+    _check_count(cfg, "num_samples", 0, optional=True, meaning=" (0: no sample grids)")
+    _check_count(cfg, "recalibrate_images", 1)
+    _check_count(cfg, "seed", 0, maximum=2**32 - 1)  # NumPy's seed range
+    _check_number(cfg, "lr", 0, math.inf, closed="")
+    _check_number(cfg, "l2", 0, math.inf, closed="low")
+    _check_number(cfg, "grad_clip", 0, math.inf, closed="high")
+    _check_number(cfg, "val_fraction", 0, 1, closed="low")
+    _check_number(cfg, "ema", 0, 1, closed="", optional=True)
+    _check_out(cfg.out)
+    _check_device(cfg.device)
+
+
 # ----------------------------------------- data ----------------------------------------
 
 def synthetic_images(n: int, seed: int, size: int = 32) -> Tensor:
@@ -210,9 +357,9 @@ def load_data(cfg: Config) -> tuple[Tensor, Tensor, int, bool]:
         levels, flip = DIGITS_LEVELS, False  # a mirrored digit is not a digit
     else:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {cfg.dataset!r}")
-    if cfg.limit_train:
+    if cfg.limit_train is not None:
         train = train[:cfg.limit_train]
-    if cfg.limit_test:
+    if cfg.limit_test is not None:
         test = test[:cfg.limit_test]
     return train, test, levels, flip
 
@@ -301,10 +448,47 @@ def save_grid(images: Tensor, path: Path, title: str) -> None:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl``, in order.
+
+    A line that is not a JSON object is skipped with a warning: the last line is cut short
+    when a run is killed while appending to it, and a run started afresh in the same
+    folder appends after it.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records, bad = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad.append(number)
+    if bad:
+        warnings.warn(f"{path}: skipped line(s) {', '.join(map(str, bad))}, not a complete JSON "
+                      "record (a run killed while writing it)", stacklevel=2)
+    return records
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float replaced by None: strict JSON, readable anywhere
+    (Python would write ``NaN``, which JSON does not have)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _to_json(obj: Any, **kwargs: Any) -> str:
+    return json.dumps(_json_safe(obj), allow_nan=False, **kwargs)
 
 
 def plot_metrics(run_dir: str | os.PathLike) -> Path:
@@ -338,9 +522,8 @@ class _Dist:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        _check_device(device_arg)  # never a silent fallback to the CPU
         want_cuda = device_arg in ("auto", "cuda") and torch.cuda.is_available()
-        if device_arg not in ("auto", "cuda", "cpu", "mps") and not device_arg.startswith("cuda:"):
-            raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {device_arg!r}")
         if device_arg.startswith("cuda:"):
             self.device = torch.device(device_arg)
         elif want_cuda:
@@ -393,12 +576,7 @@ def train(cfg: Config, model: nn.Module | None = None) -> TrainResult:
     ``model``: any flow ``z, log_det = model(y)`` on the dataset's images in logit space;
     default: the preset's :class:`~nvp_edu.models.RealNVP`.
     """
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16; got {cfg.precision!r}")
-    if cfg.lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be constant or cosine; got {cfg.lr_schedule!r}")
-    if cfg.preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {cfg.preset!r}")
+    _validate(cfg)
     env = _Dist(cfg.device)
     try:
         return Trainer(cfg, env, model).run()
@@ -434,7 +612,8 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler) // self.batch
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch size {self.batch} x {env.world} process(es) is larger "
-                             f"than the training set ({len(self.train_x)} images)")
+                             f"than the training set ({len(self.train_x)} images): lower "
+                             "--batch-size or use more images (--limit-train, --val-fraction)")
         epochs = cfg.epochs if cfg.epochs is not None else self.preset["epochs"]
         self.total = epochs * self.steps_per_epoch
         if cfg.max_steps is not None:
@@ -476,6 +655,9 @@ class Trainer:
             self.net = torch.compile(self.net, backend=self.cfg.compile_backend)
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if self.cfg.precision == "bf16" else nullcontext())
+        # the layers whose running averages a training forward moves (train_step's guard)
+        self._batch_norms = [m for m in self.model.modules()
+                             if isinstance(m, (BatchNormFlow, nn.modules.batchnorm._BatchNorm))]
 
     @property
     def eval_model(self) -> nn.Module:
@@ -484,7 +666,7 @@ class Trainer:
 
     # ---- the loop ----
     def run(self) -> TrainResult:
-        if self.cfg.resume:
+        if self.cfg.resume or self.cfg.resume_from_previous:
             self._resume()
         from tqdm import tqdm  # the text bar: works in terminals, logs and notebooks alike
         self.bar = tqdm(total=self.total, initial=self.step,
@@ -523,7 +705,12 @@ class Trainer:
         return random_hflip(xb, self.aug) if self.flip else xb
 
     def train_step(self, xb: Tensor) -> dict[str, Tensor]:
-        """One step of the official objective: nats per image + L2, clip, Adam."""
+        """One step of the official objective: nats per image + L2, clip, Adam.
+
+        A NaN/inf loss or gradient changes nothing: no optimizer step, and the batch-norm
+        running averages that this forward moved are put back; then NonFiniteLossError.
+        """
+        saved = self._save_batch_norm_state()
         nll = nll_nats(self.net, xb, self.levels, self.aug, self.autocast,
                        self.channels_last).mean()
         loss = nll + self.cfg.l2 * l2_penalty(self.model).to(nll.device)
@@ -533,15 +720,13 @@ class Trainer:
         bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
         if self.env.any(bad):
             self.optimizer.zero_grad(set_to_none=True)
-            if self.bar is not None:
-                self.bar.close()
-            where = (f"last good checkpoint: {self.out / CHECKPOINT_NAME} (step "
-                     f"{self.last_ckpt_step}), kept untouched"
-                     if self.last_ckpt_step is not None else "no checkpoint was written yet")
-            raise NonFiniteLossError(
-                f"non-finite loss or gradient at step {self.step + 1} (loss {loss.item()}, "
-                f"grad norm {grad_norm.item()}): training stopped without taking that step; "
-                f"{where}. Resume with --resume, e.g. with a lower --lr or --precision fp32.")
+            with torch.no_grad():
+                for tensors, copies in saved:
+                    for t, before in zip(tensors, copies):
+                        t.copy_(before)
+            self._stop(f"non-finite loss or gradient at step {self.step + 1} (loss "
+                       f"{loss.item()}, grad norm {grad_norm.item()}): training stopped "
+                       "without taking that step")
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.optimizer.step()
@@ -549,6 +734,39 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return {"loss": loss.detach(), "nll": nll.detach(), "grad_norm": grad_norm}
+
+    def _save_batch_norm_state(self) -> list[tuple[list[Tensor], list[Tensor]]]:
+        """``(buffers, their copies)`` per dtype: every batch norm's running averages (flow
+        layers and the s/t networks' layers) and torch's batch counters.
+
+        Looked up at each step: ``model.to()`` or ``.double()`` replaces buffer tensors.
+        ``x * 1`` is an exact copy, and ``torch._foreach_mul`` makes it in a few fused
+        kernels on a GPU, where a ``clone`` each would be hundreds of launches per step.
+        """
+        groups: dict[torch.dtype, list[Tensor]] = {}
+        for m in self._batch_norms:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                t = getattr(m, name, None)
+                if t is not None:
+                    groups.setdefault(t.dtype, []).append(t)
+        return [(ts, list(torch._foreach_mul(ts, 1))) for ts in groups.values()]
+
+    def _last_good(self) -> str:
+        if self.out is None:
+            return "no checkpoint is kept (out=None)"
+        if self.last_ckpt_step is None:
+            return "no checkpoint was written yet"
+        return (f"last good checkpoint: {self.out / CHECKPOINT_NAME} (step "
+                f"{self.last_ckpt_step}), kept untouched")
+
+    def _stop(self, what: str) -> NoReturn:
+        """Raise NonFiniteLossError: ``what`` happened, where the last good state is."""
+        if self.bar is not None:
+            self.bar.close()
+        again = ("Resume with --resume" if self.out and self.last_ckpt_step is not None
+                 else "Run again")
+        raise NonFiniteLossError(f"{what}; {self._last_good()}. {again}, e.g. with a lower --lr "
+                                 "or --precision fp32.")
 
     def learning_rate(self) -> float:
         """``lr``, constant (the official code) or cosine-decayed to 0 over the run; a
@@ -571,15 +789,31 @@ class Trainer:
         return total / len(x)
 
     def _evaluate_and_select(self) -> None:
-        """Evaluate the held-out split; with a validation split, keep the best model."""
-        if not self.env.main:
-            return
-        model = self.eval_model
-        if self.cfg.recalibrate:
-            recalibrate_batch_norm(model, self.train_x[:self.cfg.recalibrate_images],
-                                   self.levels)
-        on_val = len(self.val_x) > 0
-        bpd = self.evaluate(model, self.val_x if on_val else self.test_x)
+        """Evaluate the held-out split; with a validation split, keep the best model.
+
+        Rank 0 alone evaluates; every rank learns whether the figure is finite and stops
+        if not (the weights of this step are then never saved).
+        """
+        model, on_val = self.eval_model, len(self.val_x) > 0
+        bpd = 0.0
+        if self.env.main:
+            if self.cfg.recalibrate:
+                recalibrate_batch_norm(model, self.train_x[:self.cfg.recalibrate_images],
+                                       self.levels)
+            bpd = self.evaluate(model, self.val_x if on_val else self.test_x)
+        if self.env.any(torch.tensor(not math.isfinite(bpd), device=self.device)):
+            self._stop(self._not_finite_eval(bpd))
+        if self.env.main:
+            self._record_evaluation(model, bpd, on_val)
+
+    def _not_finite_eval(self, bpd: float) -> str:
+        value = f" ({bpd})" if self.env.main else ""
+        return (f"the held-out bits/dim after step {self.step} is not finite{value}: the "
+                "weights of that step give no finite likelihood (e.g. a learning rate far "
+                "too high) and were NOT saved")
+
+    def _record_evaluation(self, model: nn.Module, bpd: float, on_val: bool) -> None:
+        """Log an evaluation, keep the best model on validation, write samples and plots."""
         key = "val_bpd" if on_val else "test_bpd"
         self._log({"kind": "eval", "step": self.step, "epoch": self.step / self.steps_per_epoch,
                    key: bpd})
@@ -599,7 +833,7 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if self.out and self.env.main:
             with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(_to_json(record) + "\n")
 
     def _log_train(self, r: dict[str, Tensor]) -> None:
         if self.device.type == "cuda":
@@ -628,12 +862,16 @@ class Trainer:
                   f"{self.cfg.dataset} samples, step {self.step}, T=1.0")
 
     def _checkpoint(self) -> None:
+        self._require_finite_weights()
         rngs = self.env.gather(capture_rng_state({"aug": self.aug}))  # every rank's state
         if self.out and self.env.main:
             state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "rng_per_rank": rngs, "step": self.step,
                      "epoch": self.step // self.steps_per_epoch, "world_size": self.env.world,
-                     "config": asdict(self.cfg)}
+                     "device_type": self.device.type,
+                     # the batch size as resolved (the preset's if none was given): resume
+                     # compares it (module docstring)
+                     "config": {**asdict(self.cfg), "batch_size": self.batch}}
             if self.ema is not None:
                 state["ema"] = self.ema.state_dict()
             if self.best is not None:
@@ -641,32 +879,76 @@ class Trainer:
             save_checkpoint(self.out / CHECKPOINT_NAME, state)
         self.last_ckpt_step = self.step
 
+    def _require_finite_weights(self) -> None:
+        """Never write NaN/inf weights over a good checkpoint (an optimizer step can blow up
+        with a finite loss and gradient, e.g. with a huge learning rate)."""
+        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        tensors = [t for m in models for t in m.state_dict().values() if t.is_floating_point()]
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+        if self.env.any(~finite):
+            self._stop(f"the weights are not finite after step {self.step} (the optimizer "
+                       "step blew up, e.g. a learning rate far too high): they were NOT saved")
+
     def _resume(self) -> None:
         path = self.out / CHECKPOINT_NAME if self.out else None
         if path is None or not path.is_file():
             if self.env.main:
                 print(f"--resume: no checkpoint at {path}; starting from scratch", file=sys.stderr)
             return
-        # on the CPU: random states must be CPU tensors; load_state_dict copies to the device
-        ckpt = load_checkpoint(path, map_location="cpu")
-        for key in ("dataset", "preset"):
-            if ckpt["config"][key] != getattr(self.cfg, key):
-                raise ValueError(f"--resume: {path} was trained with --{key} "
-                                 f"{ckpt['config'][key]}; got --{key} {getattr(self.cfg, key)}")
+        ckpt = self._load_for_resume(path)
+        _refuse_changed_settings(path, ckpt["config"], self.cfg)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.ema is not None and "ema" in ckpt:
             self.ema.load_state_dict(ckpt["ema"])
         self.best = ckpt.get("best")
-        per_rank = ckpt["rng_per_rank"]
-        if len(per_rank) == self.env.world:
-            restore_rng_state(per_rank[self.env.rank], {"aug": self.aug})
-        else:  # another world size: the data split differs anyway; reseed deterministically
-            self.aug.manual_seed(self.cfg.seed * 1000 + self.env.rank + 1 + ckpt["step"])
+        self._restore_random_state(ckpt)
         self.step = self.last_ckpt_step = int(ckpt["step"])
         if self.env.main:
             print(f"resumed from {path} at step {self.step}", file=sys.stderr)
             _truncate_metrics(self.out, self.step)
+
+    def _load_for_resume(self, path: Path) -> dict[str, Any]:
+        """The checkpoint, verified; a damaged one is never used nor overwritten.
+
+        With ``resume_from_previous`` rank 0 keeps the damaged file as ``NAME.damaged`` and
+        puts the previous good one in its place, and every rank loads that.
+        """
+        ckpt, error = None, None
+        try:  # on the CPU: random states must be CPU tensors; load_state_dict copies later
+            ckpt = load_checkpoint(path, map_location="cpu")
+        except CheckpointCorruptError as err:
+            error = err
+        # a collective: every rank has read the file before rank 0 may replace it
+        if not self.env.any(torch.tensor(error is not None, device=self.device)):
+            return ckpt
+        if error is None:  # only another rank failed to read the same file: give up too
+            error = CheckpointCorruptError(path, "another process could not read it")
+        if error.previous is None or not self.cfg.resume_from_previous:
+            raise _damaged_checkpoint_error(error)
+        if self.env.main:
+            kept = _restore_previous(path, error.previous)
+            print(f"--resume-from-previous: {path} is damaged, kept as {kept.name}; resuming "
+                  f"from the previous checkpoint (step {error.previous_step})", file=sys.stderr)
+        self.env.gather(None)  # a barrier: rank 0 has put the previous checkpoint in place
+        return load_checkpoint(path, map_location="cpu")
+
+    def _restore_random_state(self, ckpt: dict[str, Any]) -> None:
+        """Every random state as saved; on another world size or device type (whose
+        generators hold other states) the trainer's generator is reseeded instead."""
+        per_rank = ckpt["rng_per_rank"]
+        same_world = len(per_rank) == self.env.world
+        saved_device = ckpt.get("device_type", self.device.type)
+        if same_world and saved_device == self.device.type:
+            restore_rng_state(per_rank[self.env.rank], {"aug": self.aug})
+            return
+        if same_world:
+            restore_rng_state(per_rank[self.env.rank])  # torch, Python, NumPy: device-free
+        self.aug.manual_seed(self.cfg.seed * 1000 + self.env.rank + 1 + ckpt["step"])
+        if self.env.main:
+            print(f"--resume: the checkpoint ran on {len(per_rank)} x {saved_device}, this run "
+                  f"on {self.env.world} x {self.device.type}: dequantization noise and flips "
+                  "are reseeded (the run goes on, not bit for bit)", file=sys.stderr)
 
     def _finish(self) -> TrainResult:
         """Load the selected model, evaluate it on the test split once, write the summary."""
@@ -676,10 +958,12 @@ class Trainer:
         test_bpd = self.history["eval_bpd"][-1] if self.history["eval_bpd"] else None
         if self.best is not None:
             model.load_state_dict(self.best["state"])
-        if len(self.val_x) and self.env.main:
-            test_bpd = self.evaluate(model, self.test_x)  # the only look at the test split
-        elif test_bpd is None and self.env.main:  # resumed a finished run: nothing trained
+        # with a validation split: the only look at the test split; without one, when
+        # nothing was evaluated (a finished run resumed: nothing left to train)
+        if self.env.main and (len(self.val_x) or test_bpd is None):
             test_bpd = self.evaluate(model, self.test_x)
+            if not math.isfinite(test_bpd):
+                self._stop(f"the test bits/dim of the selected model is not finite ({test_bpd})")
         wall = time.perf_counter() - self.t_start
         summary = {"dataset": self.cfg.dataset, "preset": self.cfg.preset, "steps": self.step,
                    "epochs": self.step / self.steps_per_epoch, "world_size": self.env.world,
@@ -692,16 +976,84 @@ class Trainer:
                    "ranks": ranks, "ranks_in_sync": len({r["fingerprint"] for r in ranks}) == 1,
                    "wall_s": wall, "mean_img_per_s": self.images_seen / max(wall, 1e-9)}
         if self.out and self.env.main:
-            (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+            (self.out / "summary.json").write_text(_to_json(summary, indent=1))
             if self.cfg.plots and read_metrics(self.out):
                 plot_metrics(self.out)
         return TrainResult(model.eval(), summary, self.history)
 
 
+# Settings that define a run: its data, their split and order, the model, what a step and
+# an epoch are. Changed on resume they would not continue the run but start another from
+# the middle of the first (another batch size even moves the epoch counter backwards).
+RUN_DEFINING = ("dataset", "preset", "batch_size", "seed", "val_fraction", "limit_train", "ema")
+
+
+def _run_defining(config: dict[str, Any]) -> dict[str, Any]:
+    """The run-defining settings of a config (``asdict``) as they act: the preset's batch
+    size when none is given; the EMA on or off (its decay may change)."""
+    values = {k: config.get(k) for k in RUN_DEFINING}
+    if values["batch_size"] is None:
+        values["batch_size"] = PRESETS.get(config.get("preset"), {}).get("batch_size")
+    values["ema"] = "on" if config.get("ema") else "off"
+    return values
+
+
+def _refuse_changed_settings(path: Path, saved: dict[str, Any], cfg: Config) -> None:
+    """ValueError naming every run-defining setting that differs from the checkpoint's."""
+    old, new = _run_defining(saved), _run_defining(asdict(cfg))
+    changed = [k for k in RUN_DEFINING if k in saved and old[k] != new[k]]
+    if changed:
+        def show(values: dict[str, Any]) -> str:
+            return ", ".join(f"{_flag(k)} {'unset' if values[k] is None else values[k]}"
+                             for k in changed)
+        raise ValueError(f"--resume: {path} was trained with {show(old)}; got {show(new)}. "
+                         "These settings define the run: resume with the checkpoint's values,"
+                         " or start a new run in another --out")
+
+
+def _damaged_checkpoint_error(err: CheckpointCorruptError) -> CheckpointCorruptError:
+    """The loader's error, reworded for ``--resume``: what was kept and what to do next."""
+    name = err.path.name
+    head = (f"--resume: checkpoint {err.path} {err.verdict} and was NOT loaded ({err.reason});"
+            " it is left as it is. ")
+    if err.previous is None:
+        tail = (f"There is no intact previous checkpoint ({name}{PREV_SUFFIX}): restore a copy "
+                "of the file, or start a new run in another --out")
+    else:
+        step = f" (step {err.previous_step})" if err.previous_step is not None else ""
+        tail = (f"The previous good checkpoint is {err.previous}{step}: add "
+                f"--resume-from-previous to continue from it ({name} is then kept as "
+                f"{name}.damaged)")
+    err.args = (head + tail,)
+    return err
+
+
+def _restore_previous(path: Path, previous: Path) -> Path:
+    """Keep the damaged ``path`` as ``NAME.damaged`` (or ``.damaged.N``) and put a copy of
+    ``previous`` in its place, atomically: ``path`` never goes missing. Returns the kept
+    file."""
+    kept, n = path.with_name(path.name + ".damaged"), 0
+    while kept.exists():
+        n += 1
+        kept = path.with_name(f"{path.name}.damaged.{n}")
+    try:
+        os.link(path, kept)  # a second name for the damaged bytes
+    except OSError:  # no hard links here: copy
+        shutil.copyfile(path, kept)
+    with atomic_open(path) as f, open(previous, "rb") as src:
+        shutil.copyfileobj(src, f)
+    return kept
+
+
 def _truncate_metrics(out: Path, step: int) -> None:
-    """Drop records logged after the checkpoint, so a resumed run never duplicates steps."""
-    keep = [r for r in read_metrics(out) if r["step"] <= step]
-    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
+    """Drop records logged after the checkpoint, so a resumed run never duplicates steps.
+
+    Rewritten atomically: a kill during the rewrite leaves the old file, never an empty
+    or half-written one.
+    """
+    keep = [r for r in read_metrics(out) if r.get("step", 0) <= step]
+    with atomic_open(out / "metrics.jsonl") as f:
+        f.write("".join(_to_json(r) + "\n" for r in keep).encode())
 
 
 # ------------------------------------------ CLI ----------------------------------------
@@ -728,12 +1080,8 @@ def _add_optimization_args(p: argparse.ArgumentParser) -> None:
                         "every evaluation")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Config:
-    p = argparse.ArgumentParser(
-        prog="python -m nvp_edu.train",
-        description="Train the paper's multi-scale Real NVP (Dinh et al. 2017) and report "
-                    "bits/dim. Multi-GPU: torchrun --nproc_per_node=N -m nvp_edu.train ...",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """What is trained, for how long, where, and resuming."""
     p.add_argument("--dataset", choices=DATASETS, default="synthetic",
                    help="cifar10: the official tarball in --data-root (downloaded if "
                         "missing); photos: 32x32 patches of scikit-learn's two photographs "
@@ -753,10 +1101,24 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         "whichever comes first")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt exactly where it stopped (model, "
-                        "optimizer, every random state, step)")
+                        "optimizer, EMA, every random state, step). May change, from the next"
+                        " step on: --lr, --lr-schedule, --l2, --grad-clip, the --ema decay, "
+                        "--max-steps, --epochs, --log-every, --eval-every, --ckpt-every, "
+                        "--num-samples, --limit-test, --recalibrate, --no-progress, "
+                        "--no-plots, --device, --precision, --compile, --channels-last and the"
+                        " number of processes (another device type or number of processes "
+                        "reseeds the noise: not bit for bit). Refused, naming old and new "
+                        "value: --dataset, --preset, --batch-size, --seed, --val-fraction, "
+                        "--limit-train, --ema on/off. A damaged checkpoint is neither loaded "
+                        "nor overwritten: see --resume-from-previous")
+    p.add_argument("--resume-from-previous", action="store_true",
+                   help="as --resume, but if OUT/checkpoint.pt is damaged, keep it as "
+                        "checkpoint.pt.damaged and continue from the previous good checkpoint"
+                        ", checkpoint.pt.prev")
     p.add_argument("--seed", type=int, default=0, help="seed for init, data order and noise")
     p.add_argument("--device", default="auto",
-                   help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
+                   help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps; a device "
+                        "that is not there is an error, never a fallback")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per step per process (default: the preset's)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
@@ -765,7 +1127,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: on for CUDA, off on CPU)")
-    _add_optimization_args(p)
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """Data location, logging, evaluation, checkpoints and what is shown."""
     p.add_argument("--data-root", default="data", help="folder holding cifar-10-python.tar.gz")
     p.add_argument("--no-download", dest="download", action="store_false",
                    help="never download; fail with instructions if the tarball is missing")
@@ -784,21 +1149,52 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="no metrics.png and no sample grids")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no tqdm progress bar")
-    return Config(**vars(p.parse_args(argv)))
+    p.add_argument("--debug", action="store_true",
+                   help="on an error, show Python's full traceback instead of the one-line "
+                        "message")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m nvp_edu.train",
+        description="Train the paper's multi-scale Real NVP (Dinh et al. 2017) and report "
+                    "bits/dim. Multi-GPU: torchrun --nproc_per_node=N -m nvp_edu.train ...",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_run_args(p)
+    _add_optimization_args(p)
+    _add_output_args(p)
+    return p
+
+
+def _parse(argv: Sequence[str] | None) -> tuple[Config, bool]:
+    """The run's Config and ``--debug`` (how main reports errors, not a setting)."""
+    args = vars(_parser().parse_args(argv))
+    debug = args.pop("debug")
+    return Config(**args), debug
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    return _parse(argv)[0]
+
+
+# The errors a user can cause (settings, files, data, a diverging run): one line each,
+# no traceback. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, TypeError, OSError, CheckpointCorruptError, NonFiniteLossError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_args(argv)
+    """The CLI: 0 on success; on a user's error one line ``error: ...`` on stderr and exit
+    status 1 for missing files (e.g. no CIFAR-10 tarball and no network), else 2."""
+    cfg, debug = _parse(argv)
     try:
         summary = train(cfg).summary
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:  # e.g. no CIFAR-10 tarball and no network: say what to do
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1 if isinstance(e, FileNotFoundError) else 2
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: v for k, v in summary.items() if k != "ranks"}))
+        print(_to_json({k: v for k, v in summary.items() if k != "ranks"}))
     return 0
 
 
