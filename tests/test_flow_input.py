@@ -17,12 +17,7 @@ from nvp_edu.models import RealNVP, RealNVP2D
 from nvp_edu.prior import standard_normal_sample
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors on a busy 2-core machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def image_model() -> RealNVP:

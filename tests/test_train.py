@@ -14,14 +14,7 @@ SMALL = ["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "8", "--l
          "48", "--limit-test", "16", "--num-samples", "4", "--log-every", "1", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny convolutions: a second OpenMP thread costs more than it gives on a busy 2-core
-    # machine (measured: this file 63 s with 2 threads under load, 11 s with 1)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(out, *extra):

@@ -23,12 +23,7 @@ SMALL = ["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "8", "--l
          "--no-plots"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions on a busy 2-core machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(out, *extra):
