@@ -76,7 +76,9 @@ def plot_jacobian(J: Tensor, order: Tensor | None = None, n_kept: int | None = N
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     A = J.abs().numpy()
-    ax.imshow(A, cmap="magma_r", vmin=0, vmax=max(float(A.max()), 1e-12), interpolation="nearest")
+    im = ax.imshow(A, cmap="magma_r", vmin=0, vmax=max(float(A.max()), 1e-12),
+                   interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="|dy_i / dx_j|")
     if n_kept is not None:
         for pos in (n_kept - 0.5,):
             ax.axhline(pos, color="tab:blue", lw=1)

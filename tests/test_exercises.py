@@ -39,6 +39,15 @@ def test_untouched_stub_does_not_crash():
         assert not passed and "not attempted yet" in message
 
 
+def test_check_of_an_untouched_stub_returns_nothing_a_notebook_would_display(capsys):
+    def stub(*args):
+        raise NotImplementedError
+
+    assert check("coupling_forward", stub) is None
+    assert "not attempted yet" in capsys.readouterr().out
+    assert check("coupling_forward", EXERCISES["coupling_forward"].reference) is True
+
+
 # Issue 13, fault D: arguments that never varied, inputs changed in place, dtype silence --
 
 def _cases(name, seed=0):
