@@ -116,9 +116,14 @@ def l2_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
-def l2_penalty(model: nn.Module) -> Tensor:
-    """``sum g^2`` over :func:`l2_parameters`; the objective adds ``l2 * l2_penalty``."""
-    params = l2_parameters(model)
+def l2_penalty(model_or_params: nn.Module | list[nn.Parameter]) -> Tensor:
+    """``sum g^2`` over :func:`l2_parameters`; the objective adds ``l2 * l2_penalty``.
+
+    Pass the list from :func:`l2_parameters` once looked up (the trainer does, so the
+    training step does not walk the model's modules every time).
+    """
+    params = (l2_parameters(model_or_params) if isinstance(model_or_params, nn.Module)
+              else model_or_params)
     if not params:
         return torch.zeros(())
     return sum(p.pow(2).sum() for p in params)

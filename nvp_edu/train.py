@@ -110,7 +110,7 @@ from .checkpoint import (PREV_SUFFIX, CheckpointCorruptError, atomic_open, captu
 from .config import seed_everything
 from .ledger import bits_per_dim as ledger_bits_per_dim
 from .models import RealNVP
-from .nets import l2_penalty
+from .nets import l2_parameters, l2_penalty
 from .preprocess import LOGIT_ALPHA, Logit, dequantize
 from .prior import standard_normal_log_prob
 
@@ -639,6 +639,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         # the official optimizer: Adam with default betas; no weight decay (L2 is in the loss)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        self.l2_params = l2_parameters(self.model)  # looked up once, not every step
         self.ema = None
         if self.cfg.ema:
             self.ema = torch.optim.swa_utils.AveragedModel(
@@ -713,7 +714,7 @@ class Trainer:
         saved = self._save_batch_norm_state()
         nll = nll_nats(self.net, xb, self.levels, self.aug, self.autocast,
                        self.channels_last).mean()
-        loss = nll + self.cfg.l2 * l2_penalty(self.model).to(nll.device)
+        loss = nll + self.cfg.l2 * l2_penalty(self.l2_params).to(nll.device)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         # one device-to-host sync per step: the guard must know before optimizer.step()
