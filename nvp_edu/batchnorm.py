@@ -36,6 +36,12 @@ class BatchNormFlow(Flow):
             (``b = 0``), with the statistics of those entries, and pass the others
             through. The official code puts its batch norm inside each coupling, on the
             changed entries; ``RealNVP`` does the same with ``mask=coupling.mask``.
+        lag: the paper's variant for very small batches (appendix E): in training,
+            normalize with the running average *after* this batch's update,
+            ``(1 - momentum) * running + momentum * batch``, and let gradients flow only
+            through the batch part. The training-mode map then stays close to the
+            evaluation-mode one when single batches are noisy. Off by default, as in the
+            official code (``bn_lag=0``).
 
     Example:
         >>> bn = BatchNormFlow(3).eval()
@@ -46,10 +52,11 @@ class BatchNormFlow(Flow):
     """
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-4,
-                 affine: bool = False, mask: Tensor | None = None) -> None:
+                 affine: bool = False, mask: Tensor | None = None, lag: bool = False) -> None:
         super().__init__()
         self.num_features = num_features
         self.momentum = momentum
+        self.lag = lag
         self.eps = eps
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
@@ -116,6 +123,9 @@ class BatchNormFlow(Flow):
                                  f"per channel to estimate a variance; got shape {tuple(x.shape)}")
             mean, var = self._batch_stats(x, count)
             self._update_running_stats(mean, var, count)
+            if self.lag:  # the updated running averages; detached: no gradient into the past
+                mean = self.running_mean.to(x.dtype) + self.momentum * (mean - mean.detach())
+                var = self.running_var.to(x.dtype) + self.momentum * (var - var.detach())
         else:
             mean, var = self.running_mean, self.running_var
         y = (x - mean.view(view)) / torch.sqrt(var.view(view) + self.eps)

@@ -243,6 +243,38 @@ def test_batchnorm_flow_affine_against_autograd():
     assert report.passed, str(report)
 
 
+def test_batchnorm_flow_lag_normalizes_with_the_updated_running_average():
+    """Paper, appendix E: in training, the statistics are the running averages after
+    taking in this batch; gradients reach the input only through the batch's share."""
+    torch.manual_seed(0)
+    bn = BatchNormFlow(2, momentum=0.25, lag=True).double()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 0.25]))
+    x = (3 * torch.randn(5, 2, 3, 3, dtype=torch.float64) + 1).requires_grad_()
+    mu, var = x.detach().mean(dim=(0, 2, 3)), x.detach().var(dim=(0, 2, 3), unbiased=False)
+    want_mean = 0.75 * torch.tensor([0.5, -1.0], dtype=torch.float64) + 0.25 * mu
+    want_var = 0.75 * torch.tensor([4.0, 0.25], dtype=torch.float64) + 0.25 * var
+    y, ld = bn(x)
+    torch.testing.assert_close(y, (x - want_mean.view(1, 2, 1, 1)) / (want_var.view(1, 2, 1, 1) + bn.eps).sqrt())
+    torch.testing.assert_close(ld, (-0.5 * 9 * torch.log(want_var + bn.eps).sum()).expand(5))
+    torch.testing.assert_close(bn.running_mean, want_mean)  # updated once, as without lag
+
+    # momentum 1: nothing of the past is used, so it is the plain layer, gradients included
+    plain, lagged = BatchNormFlow(2).double(), BatchNormFlow(2, momentum=1.0, lag=True).double()
+    out = [layer(x)[0].pow(3).sum() + layer(x)[1].sum() for layer in (plain, lagged)]
+    grads = [torch.autograd.grad(o, x)[0] for o in out]
+    torch.testing.assert_close(grads[0], grads[1])
+    # momentum 0: the statistics are the (fixed) past, so image i does not move image j
+    frozen = BatchNormFlow(2, momentum=0.0, lag=True).double()
+    jac = torch.autograd.functional.jacobian(lambda t: frozen(t)[0], x.detach()[:3])
+    jac = jac.reshape(3, 18, 3, 18)
+    assert jac[0, :, 1].abs().max() == 0 and jac[2, :, 0].abs().max() == 0
+    assert jac[0, :, 0].abs().max() > 0
+    report = check_flow(bn.eval(), x.detach()[:2])   # eval mode: unchanged by lag
+    assert report.passed, str(report)
+
+
 def test_batchnorm_flow_rejects_wrong_channels():
     with pytest.raises(ValueError, match=r"needs input \(N, 3\) or \(N, 3, H, W\); got shape "
                                          r"\(2, 4, 2, 2\)"):
