@@ -350,8 +350,10 @@ def answer(name: str, value: Any) -> bool | None:
 # Self-study help: hint(name), solution(name) ---------------------------------------------
 
 def _known() -> list[str]:
+    """Registered exercises and questions, and names that only a module's HINTS give (a
+    topic module may check an exercise with its own function instead of registering it)."""
     _load_all()
-    return sorted(set(EXERCISES) | set(QUESTIONS))
+    return sorted(set(EXERCISES) | set(QUESTIONS) | set(_MODULE_HINTS) | set(_MODULE_SOLUTIONS))
 
 
 def _question(name: str) -> Question:
@@ -362,17 +364,18 @@ def _question(name: str) -> Question:
     return QUESTIONS[name]
 
 
-def _lookup(name: str) -> Exercise | Question:
+def _lookup(name: str) -> Exercise | Question | None:
+    """The registered exercise or question; None for a name known only from HINTS/SOLUTIONS."""
     known = _known()
     if name not in known:
         raise KeyError(f"no exercise named {name!r}; known: {known}")
-    return EXERCISES.get(name) or QUESTIONS[name]
+    return EXERCISES.get(name) or QUESTIONS.get(name)
 
 
 def hint_text(name: str) -> str:
     """The hint of exercise or question ``name`` ("" if it has none); KeyError if unknown."""
     item = _lookup(name)
-    return item.hint or _MODULE_HINTS.get(name, "")
+    return (item.hint if item else "") or _MODULE_HINTS.get(name, "")
 
 
 def hint(name: str) -> None:
@@ -409,6 +412,8 @@ def solution_text(name: str) -> str:
     text = getattr(item, "solution", "") or _MODULE_SOLUTIONS.get(name, "")
     if text:
         return text
+    if item is None:
+        return "(no reference solution is stored for this one; its hint and the notebook's text are the help)"
     if isinstance(item, Question):
         right = (f"{item.correct}) {item.choices[item.correct]}" if item.choices
                  else f"{float(item.correct):.6g}")
