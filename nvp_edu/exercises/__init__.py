@@ -1,9 +1,19 @@
 """Exercises with instant feedback.
 
-A notebook cell asks the learner to write a function; ``check("name", their_function)``
-runs it against the reference on random inputs and says precisely what is wrong. An
-untouched exercise (the stub raises ``NotImplementedError``) only prints a reminder, so a
-notebook never crashes on it.
+Two kinds of exercise, one registry of names:
+
+- **write a function**: ``check("name", their_function)`` runs it against the reference on
+  random inputs and says precisely what is wrong;
+- **predict a number or pick an option** (a :class:`Question`): ``answer("name", value)``
+  compares with the stored answer (numbers with a tolerance) and says why a typical wrong
+  answer is wrong, or explains the right one.
+
+An untouched exercise (a stub that raises ``NotImplementedError``, or ``answer(name, ...)``
+with the literal ``...``) only prints a reminder and returns ``None``, so a notebook never
+crashes on it and shows no stray ``False``.
+
+For self-study, ``hint("name")`` prints a short hint and ``solution("name")`` prints the
+reference solution (its source code; for a question, the answer and why).
 
 What the checker catches besides wrong values:
 
@@ -20,15 +30,24 @@ Each topic module (``exercises/coupling.py``, ...) registers its exercises with
 :func:`register`; the reference implementation is the solution, and the test suite runs
 every exercise with its solution (and with a broken one) so a broken checker fails CI.
 
+A topic module gives each exercise a hint with ``Exercise(hint=...)`` /
+``Question(hint=...)``, or in a module-level dict ``HINTS = {name: text}`` (and may give a
+dedicated solution text with ``solution=...`` or ``SOLUTIONS = {name: text}``).
+
 Example:
-    >>> from nvp_edu.exercises import check
+    >>> from nvp_edu.exercises import answer, check, hint, solution
     >>> check("affine_1d_log_det", lambda x, a, b: torch.log(torch.abs(a)).expand_as(x))  # doctest: +SKIP
     ✅ affine_1d_log_det: correct on 3 random test cases.
+    >>> answer("uniform_bits_per_dim_half_cube", 9)  # doctest: +SKIP
+    ❌ uniform_bits_per_dim_half_cube: 9 is not it. Hint: ...
+    >>> hint("affine_1d_log_det")  # doctest: +SKIP
+    💡 affine_1d_log_det: dy/dx = a everywhere; a volume factor is never negative.
 """
 from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -37,6 +56,10 @@ import torch
 
 # Topic modules register themselves on import; see _load_all().
 EXERCISES: dict[str, "Exercise"] = {}
+QUESTIONS: dict[str, "Question"] = {}
+# Hints and solution texts given by topic modules as module-level HINTS / SOLUTIONS dicts.
+_MODULE_HINTS: dict[str, str] = {}
+_MODULE_SOLUTIONS: dict[str, str] = {}
 
 
 @dataclass
@@ -47,7 +70,9 @@ class Exercise:
     the ``cases`` every argument must take more than one value (a learner's function that
     ignores an argument must fail), which ``tests/test_exercises.py`` checks.
     ``hints`` maps a predicate on ``(inputs, expected, got)`` to a message; the first one
-    that holds is shown when the answer is wrong.
+    that holds is shown when the answer is wrong. ``hint`` is the short hint that
+    :func:`hint` prints on request (before any attempt); ``solution``, if given, is printed
+    by :func:`solution` instead of the reference's source code.
     """
 
     name: str
@@ -59,6 +84,8 @@ class Exercise:
     topic: str = ""
     # Typical mistakes (e.g. the wrong sign of s): the tests check that each is rejected.
     mistakes: list[Callable[..., Any]] = field(default_factory=list)
+    hint: str = ""
+    solution: str = ""
 
 
 def register(exercise: Exercise) -> Exercise:
@@ -158,7 +185,8 @@ def evaluate(name: str, fn: Callable[..., Any], seed: int = 0) -> tuple[bool, st
     """Run ``fn`` against exercise ``name``; ``(passed, message)``. Never raises for the learner."""
     _load_all()
     if name not in EXERCISES:
-        raise KeyError(f"no exercise named {name!r}; known: {sorted(EXERCISES)}")
+        what = " (it is a question: use answer(name, value))" if name in QUESTIONS else ""
+        raise KeyError(f"no function exercise named {name!r}{what}; known: {sorted(EXERCISES)}")
     ex = EXERCISES[name]
     gen = torch.Generator().manual_seed(seed)
     for case in range(ex.cases):
@@ -207,5 +235,196 @@ def check(name: str, fn: Callable[..., Any]) -> bool | None:
 
 
 def _load_all() -> None:
+    """Import every topic module (they register on import) and collect HINTS / SOLUTIONS."""
     for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        _MODULE_HINTS.update(getattr(module, "HINTS", {}))
+        _MODULE_SOLUTIONS.update(getattr(module, "SOLUTIONS", {}))
+
+
+# Questions: predict a number, or pick one of a few options -----------------------------
+
+NOT_ANSWERED = (Ellipsis, None)
+
+
+@dataclass
+class Question:
+    """A question with one right answer: a number to predict, or an option to pick.
+
+    ``correct`` is a number (``choices`` empty) or the key of the right option in
+    ``choices`` (``{"a": "text of option a", ...}``). A number counts as right when
+    ``|value - correct| <= atol + rtol * |correct|``. ``why`` explains the right answer
+    (shown when it is given, and by :func:`solution`). ``feedback`` says why a typical
+    wrong answer is wrong: for options, ``{key: reason}``; for numbers, ``[(value,
+    reason), ...]``, each value matched with the same tolerance as the right answer.
+
+    Example (a number): "predict the bits/dim of a model that is uniform on [0, 1)^D for
+    256 levels": ``correct=8.0``, ``feedback=[(256, "that is L, not log2 L")]``.
+    """
+
+    name: str
+    correct: float | str
+    why: str
+    hint: str = ""
+    choices: dict[str, str] = field(default_factory=dict)
+    feedback: Any = field(default_factory=list)
+    rtol: float = 1e-2
+    atol: float = 0.0
+    topic: str = ""
+
+    def is_right(self, value: Any) -> bool:
+        if self.choices:
+            return _choice_key(value) == self.correct
+        return _close_number(float(value), float(self.correct), self.rtol, self.atol)
+
+
+def register_question(question: Question) -> Question:
+    """Add a question to the registry (topic modules call this at import time)."""
+    if question.choices and question.correct not in question.choices:
+        raise ValueError(f"{question.name}: correct answer {question.correct!r} is not one "
+                         f"of the choices {sorted(question.choices)}")
+    QUESTIONS[question.name] = question
+    return question
+
+
+def _choice_key(value: Any) -> str:
+    return str(value).strip().strip(")").strip().lower()
+
+
+def _close_number(value: float, target: float, rtol: float, atol: float) -> bool:
+    return math.isfinite(value) and abs(value - target) <= atol + rtol * abs(target)
+
+
+def _as_number(value: Any) -> float | None:
+    try:
+        return float(value)  # also a one-element tensor or numpy number
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def judge(name: str, value: Any) -> tuple[bool | None, str]:
+    """``(verdict, message)`` for an answer to question ``name``; verdict None = no answer yet."""
+    q = _question(name)
+    if any(value is v for v in NOT_ANSWERED):
+        return None, f"⏳ {name}: not answered yet (replace the `...` with your answer)."
+    if q.choices:
+        key = _choice_key(value)
+        if key not in q.choices:
+            return False, (f"❌ {name}: {value!r} is not one of the options "
+                           f"{', '.join(repr(k) for k in q.choices)}.")
+        if key == q.correct:
+            return True, f"✅ {name}: right, {key}) {q.choices[key]}. {_capital(q.why)}"
+        reason = dict(q.feedback).get(key, "") if isinstance(q.feedback, dict) else ""
+        return False, f"❌ {name}: not {key}). " + (_capital(reason) or f"Hint: {q.hint}")
+    number = _as_number(value)
+    if number is None:
+        return False, f"❌ {name}: the answer is a number; got {value!r}."
+    if q.is_right(number):
+        return True, f"✅ {name}: right ({float(q.correct):.6g}). {_capital(q.why)}"
+    for wrong, reason in q.feedback:
+        if _close_number(number, float(wrong), q.rtol, q.atol):
+            return False, f"❌ {name}: {number:.6g} is not it. {_capital(reason)}"
+    side = "too high" if number > float(q.correct) else "too low"
+    return False, f"❌ {name}: {number:.6g} is {side}. Hint: {q.hint}"
+
+
+def answer(name: str, value: Any) -> bool | None:
+    """Check an answer to question ``name`` (a number or an option key) and print why.
+
+    Returns True or False; ``None`` while the notebook's stub still holds ``...``, so that
+    an untouched cell shows only the reminder.
+
+    Example:
+        >>> answer("squeeze_log_det_question", ...)  # doctest: +SKIP
+        ⏳ squeeze_log_det_question: not answered yet (replace the `...` with your answer).
+    """
+    verdict, message = judge(name, value)
+    print(message)
+    return verdict
+
+
+# Self-study help: hint(name), solution(name) ---------------------------------------------
+
+def _known() -> list[str]:
+    """Registered exercises and questions, and names that only a module's HINTS give (a
+    topic module may check an exercise with its own function instead of registering it)."""
+    _load_all()
+    return sorted(set(EXERCISES) | set(QUESTIONS) | set(_MODULE_HINTS) | set(_MODULE_SOLUTIONS))
+
+
+def _question(name: str) -> Question:
+    _load_all()
+    if name not in QUESTIONS:
+        what = " (it is a function exercise: use check(name, fn))" if name in EXERCISES else ""
+        raise KeyError(f"no question named {name!r}{what}; known: {sorted(QUESTIONS)}")
+    return QUESTIONS[name]
+
+
+def _lookup(name: str) -> Exercise | Question | None:
+    """The registered exercise or question; None for a name known only from HINTS/SOLUTIONS."""
+    known = _known()
+    if name not in known:
+        raise KeyError(f"no exercise named {name!r}; known: {known}")
+    return EXERCISES.get(name) or QUESTIONS.get(name)
+
+
+def hint_text(name: str) -> str:
+    """The hint of exercise or question ``name`` ("" if it has none); KeyError if unknown."""
+    item = _lookup(name)
+    return (item.hint if item else "") or _MODULE_HINTS.get(name, "")
+
+
+def hint(name: str) -> None:
+    """Print a short hint for exercise or question ``name`` (KeyError if there is none such)."""
+    text = hint_text(name)
+    print(f"💡 {name}: {text}" if text else f"{name}: no hint for this one, sorry.")
+
+
+def _helpers(fn: Callable[..., Any]) -> list[Callable[..., Any]]:
+    """Functions of ``fn``'s own module that ``fn`` calls (depth first, each once)."""
+    found: list[Callable[..., Any]] = []
+
+    def visit(f: Callable[..., Any]) -> None:
+        names = set(f.__code__.co_names)
+        for const in f.__code__.co_consts:  # nested functions and lambdas
+            if inspect.iscode(const):
+                names |= set(const.co_names)
+        for n in sorted(names):
+            g = f.__globals__.get(n)
+            if (inspect.isfunction(g) and g.__module__ == f.__module__ and g is not fn
+                    and g not in found):
+                found.append(g)
+                visit(g)
+
+    visit(fn)
+    return found
+
+
+def solution_text(name: str) -> str:
+    """The reference solution of ``name`` as text: a dedicated text if the topic module gives
+    one, else the source code of the reference (after the module's own helpers it calls);
+    for a question, the answer and why. KeyError if unknown."""
+    item = _lookup(name)
+    text = getattr(item, "solution", "") or _MODULE_SOLUTIONS.get(name, "")
+    if text:
+        return text
+    if item is None:
+        return "(no reference solution is stored for this one; its hint and the notebook's text are the help)"
+    if isinstance(item, Question):
+        right = (f"{item.correct}) {item.choices[item.correct]}" if item.choices
+                 else f"{float(item.correct):.6g}")
+        return f"Answer: {right}\n{_capital(item.why)}"
+    fns = [*reversed(_helpers(item.reference)), item.reference]
+    consts = {n: v for f in fns for n in f.__code__.co_names
+              if isinstance(v := f.__globals__.get(n), (int, float)) and not isinstance(v, bool)}
+    head = "".join(f"{n} = {v!r}\n" for n, v in sorted(consts.items()))
+    return head + ("\n" if head else "") + "\n\n".join(inspect.getsource(f) for f in fns)
+
+
+def solution(name: str) -> None:
+    """Print the reference solution of exercise or question ``name`` (try it yourself first!)."""
+    print(f"# reference solution of {name}\n{solution_text(name)}")

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-from . import Exercise, register
+from . import Exercise, Question, register, register_question
 
 TOPIC = "change of variables"
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -59,6 +59,7 @@ def _mutates_x__affine(x, a, b):
 
 register(Exercise(
     name="affine_1d_log_det",
+    hint="dy/dx = a at every x, so the answer does not depend on x's values, only on its shape; a volume factor is |a|, never negative.",
     topic=TOPIC,
     reference=affine_1d_log_det,
     # a < 0 in every case, so a forgotten abs shows up (as NaN); x's length varies
@@ -98,6 +99,7 @@ def _mutates_y__pushforward(y, a, b):
 
 register(Exercise(
     name="pushforward_gaussian_log_prob",
+    hint='Density direction: go back with f(y) = (y - b) / a, evaluate log N there, then add log|df/dy| = -log|a|.',
     topic=TOPIC,
     reference=pushforward_gaussian_log_prob,
     make_inputs=lambda gen: (3 * torch.randn(_size(gen), generator=gen, dtype=torch.float64),
@@ -145,6 +147,7 @@ def _mutates_A(A):
 
 register(Exercise(
     name="linear_2d_log_det",
+    hint='Area scales by |det A| = |a11 a22 - a12 a21|; index a 2x2 tensor as A[0, 0], A[0, 1], ...',
     topic=TOPIC,
     reference=linear_2d_log_det,
     make_inputs=_matrix,
@@ -178,6 +181,7 @@ def _mutates_y__lognormal(y):
 
 register(Exercise(
     name="lognormal_log_prob",
+    hint='f = log maps data y to the latent x; its derivative is 1/y, so log|df/dy| = -log y.',
     topic=TOPIC,
     reference=lognormal_log_prob,
     make_inputs=lambda gen: (torch.exp(1.5 * torch.randn(6, generator=gen, dtype=torch.float64)),),
@@ -193,4 +197,90 @@ register(Exercise(
         lambda y: _normal_log_prob(torch.exp(y)) + y,             # pushed through g, not f
         _mutates_y__lognormal,
     ],
+))
+
+
+# 5. predict a number: the density of 3X at 0 ---------------------------------------------
+
+register_question(Question(
+    name="density_of_3x_at_0",
+    topic=TOPIC,
+    correct=1 / (3 * math.sqrt(2 * math.pi)),
+    why=("p_Y(0) = p_X(f(0)) |df/dy| = N(0; 0, 1) / 3 = 0.3989 / 3 = 0.1330: the map "
+         "stretches lengths by 3, so the same probability mass is spread 3 times thinner."),
+    hint="f(y) = y / 3 and |df/dy| = 1/3: evaluate the standard normal density at f(0) and "
+         "multiply by 1/3.",
+    feedback=[
+        (1 / math.sqrt(2 * math.pi), "that is p_X(0), the density before the map: the "
+         "formula also multiplies by |df/dy| = 1/3."),
+        (3 / math.sqrt(2 * math.pi), "you multiplied by |dy/dx| = 3; the density of y is "
+         "multiplied by |df/dy| = 1/3 (stretching spreads mass thinner, it does not pile it up)."),
+        (math.log(1 / (3 * math.sqrt(2 * math.pi))), "that is log p_Y(0); the question asks for "
+         "the density itself."),
+    ],
+))
+
+
+# 6. find the bug: a flow whose log-det is evaluated at the wrong point -------------------
+
+def sinh_log_det(x: Tensor) -> Tensor:
+    """log|det dy/dx| of ``y = sinh(x)`` entrywise on ``x`` of shape (N, D): the Jacobian is
+    diagonal with entries ``cosh(x_i)``, so the log-det is ``sum_i log cosh(x_i)``, shape (N,)."""
+    return torch.log(torch.cosh(x)).sum(dim=1)
+
+
+def _mutates_x__sinh(x):
+    x.cosh_()  # in place: the caller's x now holds cosh(x)
+    return torch.log(x).sum(dim=1)
+
+
+register(Exercise(
+    name="sinh_log_det",
+    topic=TOPIC,
+    reference=sinh_log_det,
+    make_inputs=lambda gen: (2 * torch.randn(_size(gen), 1 + _size(gen) // 2, generator=gen,
+                                             dtype=torch.float64),),
+    hint="dy_i/dx_i = cosh(x_i), evaluated at the INPUT x of the forward pass; the Jacobian "
+         "is diagonal, so sum the logs over each sample's entries (dim=1).",
+    hints=[
+        (lambda i, e, g: _close(torch.log(torch.cosh(torch.sinh(i[0]))).sum(dim=1), g),
+         "that is the derivative evaluated at y = sinh(x), the bug of SinhFlow: dy/dx is "
+         "cosh(x), at the input."),
+        (lambda i, e, g: _close(-e, g), "sign: cosh(x) >= 1, sinh stretches, so the log-det is "
+                                        "positive."),
+        (lambda i, e, g: torch.as_tensor(g).shape == i[0].shape,
+         "one log-det per sample: sum over the entries of a sample (dim=1), shape (N,)."),
+    ],
+    mistakes=[
+        lambda x: torch.log(torch.cosh(torch.sinh(x))).sum(dim=1),  # at y, not x
+        lambda x: -torch.log(torch.cosh(x)).sum(dim=1),             # sign flipped
+        lambda x: torch.cosh(x).sum(dim=1),                         # no log
+        lambda x: torch.log(torch.cosh(x)),                         # not summed per sample
+        lambda x: torch.log(torch.cosh(x)).sum(),                   # summed over the batch too
+        _mutates_x__sinh,
+    ],
+))
+
+register_question(Question(
+    name="sinh_flow_which_check",
+    topic=TOPIC,
+    choices={
+        "a": "only the inverse check fails",
+        "b": "only the log-det check fails",
+        "c": "both checks fail",
+        "d": "both checks pass",
+    },
+    correct="b",
+    why=("asinh(sinh(x)) = x, so the inverse is right; but the log-det uses cosh(y) with "
+         "y = sinh(x) where the derivative of sinh at the input x, cosh(x), is needed. The "
+         "oracle compares with autograd's Jacobian of the forward pass, so only it fails."),
+    hint="Check the two methods separately: does inverse undo forward exactly? Is the "
+         "derivative of sinh taken at the point the forward pass received?",
+    feedback={
+        "a": "the map and its inverse are fine: asinh undoes sinh exactly. Look at the point "
+             "where the derivative is evaluated.",
+        "c": "the inverse check only runs forward then inverse on the points; the map and its "
+             "inverse are fine.",
+        "d": "log cosh(sinh x) equals log cosh(x) only at x = 0; on random x they differ.",
+    },
 ))

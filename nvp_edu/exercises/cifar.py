@@ -5,10 +5,12 @@ import math
 
 import torch
 
-from . import Exercise, register
+from . import Exercise, Question, register, register_question
 
 
-def _bpd_reference(log_prob_y, logit_log_det, D, levels):
+def bpd(log_prob_y, logit_log_det, D, levels):
+    """Bits/dim of the pixel data from a model of the logit-space ``y``: ``log p(x~) =
+    log p(y) + logit_log_det``, then ``(-log p(x~) + D ln(levels)) / (D ln 2)``."""
     return (-(log_prob_y + logit_log_det) + D * math.log(levels)) / (D * math.log(2))
 
 
@@ -30,11 +32,14 @@ def _mutates_log_prob_y(log_prob_y, logit_log_det, D, levels):
 register(Exercise(
     name="cifar_bits_per_dim",
     topic="CIFAR-10",
-    reference=_bpd_reference,
+    reference=bpd,
     make_inputs=_bpd_inputs,
     atol=1e-4,
+    hint="The model's density is of y = logit(...), not of the pixels: log p(x~) = log p(y) + "
+         "logit_log_det. Then the discretization term D ln(levels) and nats -> bits: "
+         "divide by D ln 2.",
     hints=[
-        (lambda i, e, g: torch.allclose(torch.as_tensor(g), _bpd_reference(i[0], 0 * i[1], i[2], i[3]),
+        (lambda i, e, g: torch.allclose(torch.as_tensor(g), bpd(i[0], 0 * i[1], i[2], i[3]),
                                         atol=1e-3),
          "the logit transform is part of the model: add its log-det to log p(y)."),
         (lambda i, e, g: torch.allclose(torch.as_tensor(g), e - math.log2(i[3]), atol=1e-3),
@@ -61,12 +66,68 @@ def _mutates_x(x):
     return x.copy_(x.flip(3))  # flips the caller's images
 
 
+def hflip(x):
+    """Mirror a batch of images ``(N, C, H, W)`` left-right: reverse the width axis."""
+    return x.flip(3)
+
+
 register(Exercise(
     name="cifar_hflip",
     topic="CIFAR-10",
-    reference=lambda x: x.flip(3),
+    reference=hflip,
+    hint="Left-right is the width axis W, dim 3 of (N, C, H, W); torch.flip (or x.flip) "
+         "reverses an axis without copying anything by hand.",
     make_inputs=_hflip_inputs,
     hints=[(lambda i, e, g: torch.equal(torch.as_tensor(g), i[0].flip(2)),
             "that mirrors top and bottom; a horizontal flip reverses the width axis (dim 3).")],
     mistakes=[lambda x: x.flip(2), lambda x: x.flip(1), _mutates_x],
+))
+
+
+# Questions: bf16 and the log-det -----------------------------------------------------------
+
+register_question(Question(
+    name="bf16_spacing_near_7000", topic="CIFAR-10",
+    correct=32,
+    why=("bfloat16 keeps 8 significant bits (7 stored + the implicit 1). Between 4096 = 2^12 "
+         "and 8192 the spacing is 2^(12 - 7) = 32: an NLL of about 7000 nats per CIFAR-10 "
+         "image is rounded to a multiple of 32 nats, 32 / (3072 ln 2) = 0.015 bits/dim, as "
+         "large as the differences one wants to see between runs. Hence log-dets and the "
+         "prior stay in float32 (spacing 2^(12-23) = 0.0005 there)."),
+    hint="bf16 has 7 stored fraction bits. Write 7000 as 1.something x 2^e; the smallest step "
+         "of the fraction is 2^-7, times 2^e. (Check it: torch.tensor(7000.).bfloat16().item() "
+         "and the next representable value.)",
+    feedback=[
+        (2 ** -7, "that is the relative step 2^-7; multiply by 2^12, the power of two just "
+                  "below 7000."),
+        (16, "bf16 stores 7 fraction bits, not 8: the spacing is 2^(12 - 7)."),
+        (64, "7000 lies between 2^12 and 2^13, so the exponent is 12, not 13."),
+        (2 ** (12 - 10), "that is float16's spacing (10 fraction bits); bfloat16 has 7."),
+    ],
+))
+
+register_question(Question(
+    name="why_float32_log_dets_are_cheap", topic="CIFAR-10",
+    choices={
+        "a": "float32 arithmetic is faster than bf16 on a GPU",
+        "b": "the s/t networks' convolutions are almost all of the work; exp(s), the log-det "
+             "sums and the prior are a few operations per entry, so doing them in float32 "
+             "costs almost nothing",
+        "c": "log-dets are integers, so precision does not matter",
+        "d": "autocast cannot compute sums in bf16",
+    },
+    correct="b",
+    why=("a 3x3 convolution with 64 input and 64 output channels costs about 64 * 64 * 9 "
+         "multiply-adds per pixel, the log-det one addition per entry. bf16 speeds up the "
+         "expensive part; the cheap bookkeeping keeps float32 precision."),
+    hint="Count operations per entry: a 3x3 convolution with 64 channels in and out, against "
+         "adding up s.",
+    feedback={
+        "a": "on a modern GPU bf16 matrix multiplies are several times faster than float32; "
+             "that is why the networks run in bf16.",
+        "c": "a log-det is a real number (a sum of s values); the previous question shows how "
+             "much bf16 would round it.",
+        "d": "autocast leaves sums in the dtype of their input; the coupling asks for float32 "
+             "on purpose.",
+    },
 ))

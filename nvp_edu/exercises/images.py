@@ -36,6 +36,7 @@ def _mutates_nll(nll, num_dims, levels):
 
 register(Exercise(
     name="nll_to_bits_per_dim",
+    hint='Dividing the pixels by L has log-det -D ln L, so the NLL of the integers is nll + D ln L nats; then divide by D ln 2 to get bits per dimension.',
     topic="images as data",
     reference=nll_to_bits_per_dim,
     make_inputs=lambda gen: (200 * torch.randn(5, generator=gen, dtype=torch.float64),
@@ -73,6 +74,7 @@ def _mutates_x__logit(x, alpha):
 
 register(Exercise(
     name="logit_log_det",
+    hint="Chain rule: p = alpha + (1 - 2 alpha) x has dp/dx = 1 - 2 alpha, and logit(p) has derivative 1 / (p (1 - p)). Take the log of the product and sum over each sample's D entries.",
     topic="images as data",
     reference=logit_log_det,
     # alpha varies (0.05 is the paper's), so a hard-coded 0.05 fails
@@ -101,7 +103,7 @@ def squeeze_and_factor_out(x: Tensor) -> tuple[Tensor, Tensor]:
     channels in the official factor-out order (``nvp_edu.squeeze.factor_out_order``), then
     split them in two halves: ``(z, h)`` = (factored out: sub-pixels (0,1) and (1,0);
     kept for the next scale: (0,0) and (1,1))."""
-    from ..squeeze import factor_out_order
+    from nvp_edu.squeeze import factor_out_order
 
     y = torch.nn.functional.pixel_unshuffle(x, 2)[:, factor_out_order(x.shape[1])]
     h, z = y.chunk(2, dim=1)
@@ -114,6 +116,7 @@ def _plain_split(x: Tensor) -> tuple[Tensor, Tensor]:
 
 register(Exercise(
     name="squeeze_and_factor_out",
+    hint='F.pixel_unshuffle(x, 2) squeezes; index its channels with factor_out_order(C) (from nvp_edu.squeeze); the first half stays (h), the second half leaves (z); return (z, h).',
     topic="multi-scale architecture",
     reference=squeeze_and_factor_out,
     make_inputs=lambda gen: (torch.randn(2, *(int(v) for v in torch.randint(1, 4, (1,), generator=gen)),
@@ -158,6 +161,7 @@ def _mutates_x__batchnorm(x, eps):
 
 register(Exercise(
     name="batchnorm_log_det",
+    hint='Each channel c is divided by sqrt(var_c + eps) at all H*W pixels: log-det = -1/2 * H * W * sum_c log(var_c + eps), the same for every sample; the variance is the biased one over (N, H, W).',
     topic="batch normalization",
     reference=batchnorm_log_det,
     # per-channel scales and eps vary, so eps matters and a fixed eps fails

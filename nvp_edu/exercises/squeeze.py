@@ -1,11 +1,19 @@
-"""Exercise for notebook 5: the squeeze operation (paper, section 3.6, Figure 3)."""
+"""Exercises for notebook 5: the squeeze (paper, section 3.6, Figure 3), its inverse, and
+where each pixel goes.
+
+Example:
+    >>> import torch.nn.functional as F
+    >>> from nvp_edu.exercises import check
+    >>> check("unsqueeze", lambda y: F.pixel_shuffle(y, 2))  # doctest: +SKIP
+    ✅ unsqueeze: correct on 3 random test cases.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import Exercise, register
+from . import Exercise, Question, register, register_question
 
 
 def squeeze(x: Tensor) -> Tensor:
@@ -44,6 +52,8 @@ def _is(alt):
 
 register(Exercise(
     name="squeeze", topic="squeeze", reference=squeeze, make_inputs=_make_inputs, atol=0.0,
+    hint="View x as (N, C, H/2, 2, W/2, 2): the two 2s are the row i and column j inside a "
+         "block. Permute so that (c, i, j) come right after N, then reshape to 4C channels.",
     mistakes=[_plain_reshape, _channels_last_order, _ij_swapped],
     hints=[
         (_is(_plain_reshape), "a plain reshape keeps memory order, so the 4 pixels of a 2x2 "
@@ -55,5 +65,99 @@ register(Exercise(
         (_is(_ij_swapped), "the row offset i comes before the column offset j: channel "
          "4c + 2i + j."),
         (lambda inp, exp, got: True, "compare your answer with F.pixel_unshuffle(x, 2)."),
+    ],
+))
+
+
+# Exercise 2: the inverse ---------------------------------------------------------------
+
+def unsqueeze(y: Tensor) -> Tensor:
+    """``(N, 4C, H, W) -> (N, C, 2H, 2W)``, the inverse of :func:`squeeze`
+    (= ``F.pixel_shuffle(y, 2)``): channel ``4c + 2i + j`` goes back to pixel ``(i, j)`` of
+    every 2x2 block of channel ``c``."""
+    n, c4, h, w = y.shape
+    c = c4 // 4
+    y = y.view(n, c, 2, 2, h, w)                     # (n, c, i, j, block row, block col)
+    y = y.permute(0, 1, 4, 2, 5, 3)                  # (n, c, block row, i, block col, j)
+    return y.reshape(n, c, 2 * h, 2 * w)
+
+
+def _unsqueeze_inputs(gen: torch.Generator) -> tuple:
+    c = 2 + int(torch.randint(2, (1,), generator=gen))
+    h = 1 + int(torch.randint(3, (1,), generator=gen))
+    return (torch.randn(2, 4 * c, h, 3, generator=gen),)
+
+
+def _un_plain_reshape(y):
+    n, c4, h, w = y.shape
+    return y.reshape(n, c4 // 4, 2 * h, 2 * w)
+
+
+def _un_ij_swapped(y):
+    n, c4, h, w = y.shape
+    return y.view(n, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 3, 5, 2).reshape(n, c4 // 4, 2 * h, 2 * w)
+
+
+def _un_channels_last(y):  # TensorFlow's depth_to_space: channel (2i + j) * C + c
+    n, c4, h, w = y.shape
+    return y.view(n, 2, 2, c4 // 4, h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, c4 // 4, 2 * h, 2 * w)
+
+
+def _un_wrong_permute(y):  # the squeeze's permutation again, instead of its inverse
+    n, c4, h, w = y.shape
+    return y.view(n, c4 // 4, 2, 2, h, w).permute(0, 1, 3, 5, 2, 4).reshape(n, c4 // 4, 2 * h, 2 * w)
+
+
+register(Exercise(
+    name="unsqueeze", topic="squeeze", reference=unsqueeze, make_inputs=_unsqueeze_inputs,
+    atol=0.0,
+    hint="Run the squeeze backwards: view y as (N, C, 2, 2, H, W) = (n, c, i, j, block row, "
+         "block col), permute to (n, c, block row, i, block col, j), reshape to (N, C, 2H, 2W).",
+    mistakes=[_un_plain_reshape, _un_ij_swapped, _un_channels_last, _un_wrong_permute],
+    hints=[
+        (_is(_un_plain_reshape), "a plain reshape keeps memory order: the 4 channels of a "
+         "block position must be spread back over the 2x2 block. View, permute, reshape."),
+        (_is(_un_ij_swapped), "i (the row inside the block) must land next to the block row, "
+         "j next to the block column."),
+        (_is(_un_channels_last), "that is TensorFlow's depth_to_space order; here channel "
+         "4c + 2i + j: c is the outermost of the three."),
+        (lambda inp, exp, got: True, "compare with F.pixel_shuffle(y, 2); y.view(N, C, 2, 2, "
+         "H, W) names the axes (n, c, i, j, block row, block col)."),
+    ],
+))
+
+
+# Questions: follow a pixel; what a channel mask keeps after a squeeze ------------------
+
+register_question(Question(
+    name="squeeze_track_pixel", topic="squeeze",
+    correct=12,
+    why=("channel 2 = 4c + 2i + j with c = 0 is i = 1, j = 0: the lower-left pixel of each "
+         "2x2 block. Output position (1, 0) is block row 1, block column 0, so input row "
+         "2*1 + 1 = 3, column 2*0 + 0 = 0: the number 4*3 + 0 = 12."),
+    hint="Decode the channel first: channel k = 2i + j for one input channel. Then block "
+         "(r, c) and offset (i, j) are input pixel (2r + i, 2c + j), holding 4 * row + col.",
+    feedback=[
+        (9, "you swapped i and j: channel 2 has i = 1 (second row of the block), j = 0."),
+        (6, "you swapped the block row and block column: position (1, 0) is block row 1."),
+        (2, "that is the channel number; the question asks which input number lands there."),
+        (8, "row 2*1 + i with i = 1 is row 3, not row 2."),
+    ],
+))
+
+register_question(Question(
+    name="blue_channels_kept", topic="squeeze",
+    correct=0, atol=1e-9,
+    why=("squeezed channel 4c + 2i + j holds colour c: channels 0-3 are red, 4-7 green, 8-11 "
+         "blue. channel_mask(12) keeps channels 0-5: all of red, the top row (i = 0) of green, "
+         "no blue. The next channel-wise coupling (invert=True) keeps the rest, so every "
+         "entry is changed by one of the two."),
+    hint="Write down which colour and which (i, j) each of the 12 squeezed channels holds "
+         "(channel = 4c + 2i + j), then keep the first half.",
+    feedback=[
+        (2, "that would hold if the mask split every colour in half; but the channels of one "
+            "colour are consecutive (4c + 2i + j), so the first half is red and half of green."),
+        (4, "all four blue channels come last (8-11): they are in the second half."),
+        (1, "the first 6 channels are 0-5; blue starts at channel 8."),
     ],
 ))
