@@ -294,3 +294,23 @@ def test_the_sinh_bug_fails_only_the_log_det_check():
     report = check_flow(SinhFlow(), torch.randn(4, 3, dtype=torch.float64))
     assert report.inverse.passed and not report.log_det.passed
     assert QUESTIONS["sinh_flow_which_check"].correct == "b"
+
+
+def test_every_name_a_notebook_uses_is_registered():
+    """A typo in a notebook's check("...")/answer("...") would only show as a KeyError there."""
+    import json
+    import re
+    from pathlib import Path
+
+    from nvp_edu.exercises import _known
+
+    calls = re.compile(r'\b(check|answer|hint|solution)\(\s*"([A-Za-z0-9_]+)"')
+    wrong_kind = {"check": QUESTIONS, "answer": EXERCISES}
+    problems = []
+    for path in sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9]*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for kind, name in calls.findall(source):
+            if name not in _known() or name in wrong_kind.get(kind, {}):
+                problems.append(f"{path.name}: {kind}({name!r})")
+    assert not problems, problems
