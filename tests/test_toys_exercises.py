@@ -72,5 +72,18 @@ def test_coupling_fix_checker(capsys):
 
 def test_every_notebook_2_exercise_has_a_hint():
     names = {"standardized_log_prob", "mixture_log_prob", "affine_coupling_2d", "untrained_nll",
-             "forgotten_log_det", "coupling_bug"}
+             "forgotten_log_det", "coupling_bug", "leak_bound"}
     assert names <= set(ex2.HINTS) and all(len(h) > 20 for h in ex2.HINTS.values())
+
+
+def test_leak_bound_checker(capsys):
+    import math
+    assert ex2.leak_bound(0.0005, 0.1752) == pytest.approx(
+        0.0005 * math.log(0.0005 / 0.1752) + 0.9995 * math.log(0.9995 / 0.8248))
+    assert ex2.leak_bound(0.3, 0.3) == 0.0
+    good = ex2.leak_bound(0.0005, 0.1752)
+    assert ex2.check_leak_bound(good, 0.0005, 0.1752) is True
+    assert ex2.check_leak_bound(ex2.leak_bound(0.1752, 0.0005), 0.0005, 0.1752) is False
+    assert "swapped" in capsys.readouterr().out
+    assert ex2.check_leak_bound(good, 0.05, 17.52) is False  # percentages, not fractions
+    assert ex2.check_leak_bound(None, 0.0005, 0.1752) is None
