@@ -1,5 +1,12 @@
 """Exercises of notebook 2: densities of 2-D toys and of a trained flow.
 
+Exercises 1-3 are ``check(name, fn)`` exercises (a formula as code). Exercises 4-7 ask the
+learner to predict, diagnose or explain first; each has its own checker that prints ✅ or ❌
+with a message: :func:`check_untrained_nll`, :func:`check_forgotten_log_det`,
+:func:`check_coupling_fix` (a bug hunt in :class:`BuggyCoupling` with
+``nvp_edu.checks.check_flow``) and :func:`check_leak_bound`. ``HINTS`` has one hint per
+exercise name, for ``nvp_edu.exercises.hint``.
+
 Example:
     >>> import torch
     >>> from nvp_edu.exercises import check
