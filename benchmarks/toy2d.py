@@ -10,12 +10,15 @@ NLL on the same test points: ``test_nll`` minus it estimates the KL divergence),
 ``GaussianMixture`` / ``KernelDensity`` fitted in the same run on the same training data,
 hyperparameters chosen on the validation split), ``train_seconds`` and the config.
 
-Default config: 8 alternating affine couplings, 2-hidden-layer SiLU MLPs of 128 (last layer
-zero-initialized), 20,000 training points, batch 512, 4,000 steps of Adam with a one-cycle
-schedule peaking at lr 1e-2 (2e-3 for circles: ``DEFAULT_LR``), gradient-norm clip 100,
-1 torch thread.
-Measured 2026-11-28 on a 2-core machine shared with four other training jobs (so times are
-inflated), moons, seed 0 unless said:
+Default config: 8 alternating affine couplings, SiLU MLPs of 128 (last layer
+zero-initialized), 20,000 training points, batch 512, Adam with a one-cycle schedule,
+gradient-norm clip 100, 1 torch thread; per dataset (``DEFAULTS``): moons 3 hidden layers
+per MLP, 6,000 steps, peak lr 2e-3; circles 2 layers, 4,000 steps, lr 2e-3; 8gaussians and
+checkerboard 2 layers, 4,000 steps, lr 1e-2. ``kl_test`` is ``test_nll`` minus the exact
+density's NLL on the same points; ``flow_minus_gmm_test`` > 0 means the mixture is better.
+
+Measured 2026-11-28 (then the default: 2 layers, 4,000 steps, lr 1e-2) on a 2-core machine
+shared with four other training jobs (so times are inflated), moons, seed 0 unless said:
 
     lr 2e-3 (FACTS.md's config)       val 0.3184  test 0.3033
     lr 2e-3, seed 1                    val 0.3124  test 0.3254
@@ -32,6 +35,32 @@ The learning rate was the only knob that moved validation NLL by more than the n
 between draws of 20,000 points (~0.01 nats; compare ``true_density_val_nll``, the exact
 density on the same points: 0.2903 for seed 0's validation draw, 0.2809 for its test
 draw); batch size, a longer schedule and weight EMA did not.
+
+Issue 11 asked for a flow at least as good as the tuned ``GaussianMixture`` on moons (test
+0.286 in the same run, i.e. 0.005 nats above the exact density) within 3 minutes of
+training. Tried 2026-11-29, moons, seed 0, choices by validation NLL only (exact density on
+the validation points: 0.2903), on a 2-core machine shared with three other agents' jobs
+(load average 4 to 15, so every time below is inflated several-fold; the default config
+runs ~90 steps/s on an idle core):
+
+    config (changes from the 2026-11-28 default)         val      val - exact   train s
+    none (8 couplings, depth 2, lr 1e-2, 4,000 steps)    0.3290   0.039         220
+    cosine schedule, lr 5e-3, 8,000 steps, EMA 0.999     0.3500   0.060         272
+    hidden 256, lr 2e-3, 5,000 steps, EMA 0.999          0.3122   0.022         489
+    MLPs 3 hidden layers deep, lr 2e-3, 6,000 steps      0.3112   0.021         925
+    16 couplings, hidden 64, lr 5e-3                     0.3236   0.033         584
+    100,000 training points (train NLL 0.3088)           0.3178   0.028         510
+
+The same default config scored val 0.3116 on 2026-11-28 and 0.3290 now (the package's
+code changed in between): at lr 1e-2 a single run moves by ~0.02, more than most knobs.
+The deeper MLPs at lr 2e-3 had the best validation NLL and are now the moons default; its
+test NLL, looked at once: see the JSON line quoted in README.md. The last row says why
+more data would not help: with 100,000 points the flow's NLL on its own training set is
+~0.02 nats above the exact density's (~0.29 on any large draw), so the gap is bias
+(underfitting), not overfitting. The target was NOT met: the flow stays ~0.02 nats (val)
+above the exact density, four times the tuned mixture's gap (test: 0.286 - 0.2809 =
+0.005). A Gaussian mixture suits "points on arcs plus Gaussian noise" well: 20 to 80
+narrow ellipses laid along the arcs.
 """
 from __future__ import annotations
 
@@ -43,13 +72,33 @@ import time
 import torch
 
 from nvp_edu.config import seed_everything
+from nvp_edu.flows import AffineCoupling, Sequential
+from nvp_edu.masks import alternating_vector_mask
 from nvp_edu.models import RealNVP2D
+from nvp_edu.nets import MLP
 from nvp_edu.toys import TOYS, fit_baselines, fit_density, get_toy, make_splits, nll
 
 
-# Chosen on the validation split (val NLL at lr 1e-2 / 2e-3): moons 0.312 / 0.318,
-# 8gaussians 0.779 / 1.016, checkerboard 2.295 / 2.356, circles 1.190 / 0.707.
-DEFAULT_LR = {"moons": 1e-2, "circles": 2e-3, "8gaussians": 1e-2, "checkerboard": 1e-2}
+# Chosen on the validation split (val NLL at lr 1e-2 / 2e-3, 8 couplings, MLP depth 2, 4,000
+# steps): moons 0.312 / 0.318, 8gaussians 0.779 / 1.016, checkerboard 2.295 / 2.356, circles
+# 1.190 / 0.707 (2026-11-28). Moons: re-chosen on 2026-11-29 (table in the docstring).
+DEFAULTS = {
+    "moons": dict(lr=2e-3, steps=6000, mlp_depth=3),
+    "circles": dict(lr=2e-3, steps=4000, mlp_depth=2),
+    "8gaussians": dict(lr=1e-2, steps=4000, mlp_depth=2),
+    "checkerboard": dict(lr=1e-2, steps=4000, mlp_depth=2),
+}
+
+
+def build_model(couplings: int, hidden: int, mlp_depth: int = 2) -> RealNVP2D:
+    """``RealNVP2D(num_couplings=couplings, hidden=hidden)``, its MLPs ``mlp_depth`` layers deep."""
+    model = RealNVP2D(num_couplings=couplings, hidden=hidden)
+    if mlp_depth != 2:
+        model.flow = Sequential(*[
+            AffineCoupling(alternating_vector_mask(2, invert=i % 2 == 1),
+                           net=MLP(2, 4, hidden=hidden, depth=mlp_depth))
+            for i in range(couplings)])
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--couplings", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--mlp-depth", type=int, default=None,
+                        help="hidden layers of each coupling's s, t network (RealNVP2D uses 2; "
+                             "default: per dataset, see DEFAULTS)")
+    parser.add_argument("--steps", type=int, default=None, help="default: per dataset (DEFAULTS)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=None,
-                        help="peak learning rate (default: per dataset, see DEFAULT_LR)")
+                        help="peak learning rate (default: per dataset, see DEFAULTS)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay of weights (0: off)")
     parser.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine"])
@@ -72,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true", help="show a tqdm bar on stderr")
     args = parser.parse_args(argv)
 
-    if args.lr is None:
-        args.lr = DEFAULT_LR[args.dataset]
+    for key, value in DEFAULTS[args.dataset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     toy = get_toy(args.dataset)
     data = make_splits(toy, n_train=args.n_train, seed=args.seed)
-    model = RealNVP2D(num_couplings=args.couplings, hidden=args.hidden)
+    model = build_model(args.couplings, args.hidden, args.mlp_depth)
     start = time.perf_counter()
     density, losses = fit_density(model, data.train, steps=args.steps, batch_size=args.batch_size,
                                   lr=args.lr, weight_decay=args.weight_decay,
@@ -98,9 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         "final_batch_loss": round(sum(losses[-100:]) / len(losses[-100:]), 4),
         "train_seconds": round(train_seconds, 1),
     }
+    result["kl_test"] = round(result["test_nll"] - result["true_density_test_nll"], 4)
     if not args.no_baselines:
         base = fit_baselines(data.train, data.val, data.test, seed=args.seed)
         result.update({k: round(v, 4) if isinstance(v, float) else v for k, v in base.items()})
+        result["gmm_kl_test"] = round(result["gmm_test_nll"] - result["true_density_test_nll"], 4)
+        # > 0: the flow is worse than the tuned Gaussian mixture on the same test points
+        result["flow_minus_gmm_test"] = round(result["test_nll"] - result["gmm_test_nll"], 4)
     result["config"] = {k: v for k, v in vars(args).items() if k not in ("progress",)}
     result["config"]["n_val"], result["config"]["n_test"] = len(data.val), len(data.test)
     result["torch_threads"] = torch.get_num_threads()

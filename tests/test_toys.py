@@ -6,7 +6,7 @@ import torch
 
 from nvp_edu.checks import check_flow
 from nvp_edu.models import RealNVP2D
-from nvp_edu.toys import (TOYS, Circles, Moons, Standardize, StandardizedModel, fit,
+from nvp_edu.toys import (TOYS, Circles, Moons, Standardize, StandardizedModel, fit, fit_density, gap_fraction,
                           fit_baselines, get_toy, grid_integral, make_splits, nll, sample_circles,
                           sample_moons)
 
@@ -135,3 +135,36 @@ def test_2d_figures():
     assert image.shape == (40, 40) and abs(image.max() - 1 / 8) < 1e-6 and image.min() == 0
     assert data_vs_samples(torch.randn(10, 2), torch.randn(10, 2)).shape == (2,)
     plt.close("all")
+
+
+def test_gap_fraction_separates_toy_from_uniform_noise():
+    """The toys' own samples almost never lie in a gap; uniform points often do."""
+    for name in sorted(TOYS):
+        toy = get_toy(name) if name != "moons" else CheapMoons()
+        if name == "circles":
+            toy = CheapCircles()
+        own = gap_fraction(toy, toy.sample(4000, seed=2))
+        noise = gap_fraction(toy, 4 * torch.rand(4000, 2, generator=torch.Generator().manual_seed(0)) - 2)
+        assert own < 0.002 and noise > 0.3, (name, own, noise)
+
+
+def test_distance_to_core_exact_points():
+    board = get_toy("checkerboard")
+    d = board.distance_to_core(torch.tensor([[-1.5, -1.5], [-0.5, -1.5], [2.5, -1.5], [3.0, 3.0]]))
+    torch.testing.assert_close(d, torch.tensor([0.0, 0.5, 0.5 ** 0.5, 2 ** 0.5], dtype=torch.float64))
+    ring = get_toy("8gaussians")
+    assert ring.distance_to_core(torch.tensor([[2.0, 0.0], [0.0, 0.0]])).tolist() == [0.0, 2.0]
+    arcs = CheapMoons().distance_to_core(torch.tensor([[0.0, 1.0], [0.0, 1.3]]))
+    assert arcs[0] < 1e-2 and abs(arcs[1] - 0.3) < 1e-2
+
+
+def test_progress_bar_shows_data_units(capsys):
+    """fit_density's bar shows the loss plus sum log std: the NLL of x, not of u."""
+    x = make_splits("moons", n_train=512, n_val=10, n_test=10).train
+    shift = torch.log(x.std(dim=0)).sum().item()
+    torch.manual_seed(0)
+    _, losses = fit_density(RealNVP2D(num_couplings=2, hidden=8), x, steps=1, batch_size=64,
+                            progress=True, desc="bar")
+    shown = float(capsys.readouterr().err.split("loss=")[-1].split("]")[0])
+    assert shown == pytest.approx(losses[0], abs=2e-3)
+    assert abs(shown - (losses[0] - shift)) > 0.5  # the standardized loss would differ

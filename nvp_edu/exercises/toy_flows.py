@@ -1,5 +1,12 @@
 """Exercises of notebook 2: densities of 2-D toys and of a trained flow.
 
+Exercises 1-3 are ``check(name, fn)`` exercises (a formula as code). Exercises 4-7 ask the
+learner to predict, diagnose or explain first; each has its own checker that prints ✅ or ❌
+with a message: :func:`check_untrained_nll`, :func:`check_forgotten_log_det`,
+:func:`check_coupling_fix` (a bug hunt in :class:`BuggyCoupling` with
+``nvp_edu.checks.check_flow``) and :func:`check_leak_bound`. ``HINTS`` has one hint per
+exercise name, for ``nvp_edu.exercises.hint``.
+
 Example:
     >>> import torch
     >>> from nvp_edu.exercises import check
@@ -14,6 +21,9 @@ import math
 import torch
 from torch import Tensor
 
+from ..coupling import AffineCoupling
+from ..flows import Sequential
+from ..masks import alternating_vector_mask
 from . import Exercise, register
 
 TOPIC = "2-D toy flows"
@@ -149,3 +159,231 @@ register(Exercise(
         _mutates_x__coupling_2d,
     ],
 ))
+
+
+# ---------------------------------------------------------------------------------------
+# Exercises that ask for a prediction or a diagnosis. They are not `check(...)` exercises
+# (the answer is a number or a repaired class, not a function of random inputs): each has
+# its own checker, which prints ✅ or ❌ with a message and returns True/False.
+# ---------------------------------------------------------------------------------------
+
+def _verdict(name: str, ok: bool, message: str) -> bool:
+    print(("✅ " if ok else "❌ ") + f"{name}: {message}")
+    return ok
+
+
+def _is_number(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# 4. Predict a number: the NLL of an untrained flow --------------------------------------
+
+def untrained_flow_nll(train: Tensor, test: Tensor) -> float:
+    """Measured held-out NLL (nats, data units) of an untrained ``RealNVP2D`` behind a
+    :class:`~nvp_edu.toys.Standardize` fitted on ``train``.
+
+    Every coupling starts as the identity (zero-initialized output layers give s = t = 0),
+    so the model is ``N(u; 0, I)`` for ``u = (x - mean) / std``: a Gaussian with diagonal
+    covariance, and its NLL is ``log(2 pi) + mean |u|^2 / 2 + sum_i log std_i``.
+    """
+    from ..models import RealNVP2D
+    from ..toys import Standardize, StandardizedModel, nll
+    model = StandardizedModel(RealNVP2D(num_couplings=2, hidden=8), Standardize.fit(train))
+    return nll(model, test)
+
+
+def check_untrained_nll(prediction: float, train: Tensor, test: Tensor) -> bool | None:
+    """Compare a predicted held-out NLL of the untrained flow with the measured one (±0.02)."""
+    name = "untrained_nll"
+    if prediction is None:
+        print(f"⏳ {name}: not attempted yet (set `prediction` to a number).")
+        return None
+    if not _is_number(prediction):
+        return _verdict(name, False, f"the prediction should be a number, got {prediction!r}.")
+    truth = untrained_flow_nll(train, test)
+    log_std = torch.log(train.double().std(dim=0)).sum().item()
+    p = float(prediction)
+    if abs(p - truth) <= 0.02:
+        return _verdict(name, True, f"measured {truth:.4f} nats, you predicted {p:.4f}. An "
+                        "identity flow is the Gaussian N(mean, diag(std^2)): log(2 pi) + 1 "
+                        f"(standardized data, D = 2) plus sum log std = {log_std:+.4f}.")
+    if abs(p - (truth - log_std)) <= 0.02:
+        msg = ("that is the NLL of the standardized points u. The density of x pays the "
+               "change of variables: add sum_i log std_i (use the training set's std).")
+    elif abs(p - (truth - 2 * log_std)) <= 0.02:
+        msg = "the log std term has the wrong sign: log p_X(x) = log p_U(u) - sum_i log std_i."
+    elif abs(p - (truth + log_std)) <= 0.02:
+        msg = "the std term is counted twice (variance instead of std?)."
+    elif abs(p - (0.5 * math.log(2 * math.pi) + 0.5 + log_std)) <= 0.02:
+        msg = "a 2-D standard Gaussian has log(2 pi), not log(2 pi)/2: one 1/2 log(2 pi) per coordinate."
+    else:
+        msg = ("not within 0.02 of the measured value. What density is a flow whose every "
+               "coupling is the identity? Write its -log p for standardized data, then change "
+               "units with the standardization's log-det.")
+    return _verdict(name, False, f"you predicted {p:.4f}; {msg}")
+
+
+# 5. Predict a number: the NLL without the standardization's log-det ----------------------
+
+def check_forgotten_log_det(prediction: float, density, test: Tensor) -> bool | None:
+    """Compare a predicted 'NLL without the standardization log-det' with the measured one.
+
+    ``density`` is a :class:`~nvp_edu.toys.StandardizedModel`; the measured value is
+    ``-mean log p_U(u)`` on ``test``: the flow's NLL of the standardized points, which is what
+    a training loop that forgot the log-det (or a progress bar in standardized units) shows.
+    """
+    from ..toys import nll
+    name = "forgotten_log_det"
+    if prediction is None:
+        print(f"⏳ {name}: not attempted yet (set `prediction` to a number).")
+        return None
+    if not _is_number(prediction):
+        return _verdict(name, False, f"the prediction should be a number, got {prediction!r}.")
+    u = density.standardize(test)[0]
+    truth = nll(density.model, u)
+    right = nll(density, test)
+    shift = truth - right
+    p = float(prediction)
+    if abs(p - truth) <= 0.005:
+        return _verdict(name, True, f"measured {truth:.4f} nats, you predicted {p:.4f}: "
+                        f"{shift:+.4f} nats from the data-units NLL {right:.4f}, i.e. "
+                        "-sum_i log std_i. " + ("Every std here is below 1: the standardized points are "
+                        "more spread out, so their NLL is higher." if shift > 0 else
+                        "The standardized points are less spread out, so their NLL is lower."))
+    if abs(p - (right - shift)) <= 0.005:
+        msg = ("wrong direction: NLL_U = NLL_X - sum_i log std_i; with std < 1 the "
+               "standardized points are more spread out than the data, so their NLL is higher.")
+    else:
+        msg = ("not within 0.005 of the measured value. NLL_U = NLL_X - sum_i log std_i; "
+               "the std is the training set's (density.standardize.std).")
+    return _verdict(name, False, f"you predicted {p:.4f}; {msg}")
+
+
+# 6. Find the bug with nvp_edu.checks ---------------------------------------------------
+
+class BuggyCoupling(AffineCoupling):
+    """An affine coupling with ONE bug. Its map is right; find what is wrong with
+    :func:`nvp_edu.checks.check_flow`, then repair it in a subclass (``_s_t`` returns the
+    ``s`` and ``t`` that :class:`~nvp_edu.coupling.AffineCoupling` uses)."""
+
+    def _s_t(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        raw_s, t = self._conditioner(x)
+        s = self.scale * torch.tanh(raw_s)
+        t = t * (1 - self.mask)
+        return s, t
+
+
+def _randomize(layer: AffineCoupling, seed: int) -> AffineCoupling:
+    """Give the zero-initialized output layer random weights, so that s and t are not 0."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.net.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+    return layer
+
+
+def coupling_pair(cls: type = BuggyCoupling, hidden: int = 16, seed: int = 0) -> Sequential:
+    """Two couplings of class ``cls`` (alternating masks) with random weights: a flow to check."""
+    return Sequential(*[_randomize(cls(alternating_vector_mask(2, invert=k == 1), hidden=hidden),
+                                   seed + k) for k in range(2)])
+
+
+def check_coupling_fix(cls: type) -> bool | None:
+    """Does the learner's repaired coupling class pass both checks and keep the same map?
+
+    Builds two couplings of ``cls`` with random weights, runs ``check_flow`` on random points,
+    and compares the map with :class:`~nvp_edu.coupling.AffineCoupling` carrying the same weights.
+    """
+    name = "coupling_bug"
+    if cls is None:
+        print(f"⏳ {name}: not attempted yet (define your repaired class).")
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, AffineCoupling)):
+        return _verdict(name, False, "pass the repaired class itself (a subclass of "
+                        "BuggyCoupling), not an instance.")
+    from ..checks import check_flow
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(1))
+    try:
+        flow = coupling_pair(cls)
+        report = check_flow(flow, x)
+        reference = coupling_pair(AffineCoupling)
+        with torch.no_grad():
+            same_map = torch.allclose(flow(x)[0], reference(x)[0], atol=1e-5)
+    except NotImplementedError:
+        print(f"⏳ {name}: not attempted yet (replace the `raise NotImplementedError`).")
+        return None
+    except Exception as err:  # the learner's code crashed: say how
+        return _verdict(name, False, f"your class raised {type(err).__name__}: {err}")
+    if not report.passed:
+        return _verdict(name, False, f"check_flow still fails:\n{report}")
+    if not same_map:
+        return _verdict(name, False, "both checks pass, but your layer computes a different "
+                        "map from AffineCoupling with the same weights: the bug was not in "
+                        "y, only in what the layer claims about it.")
+    return _verdict(name, True, "inverse and log-det pass. The bug: s was not masked, so the "
+                    "kept coordinate's s, which scales nothing, was added to the log-det. "
+                    "Training would then reward a large s on the kept entry for free.")
+
+
+# 8. A leak costs KL by itself -------------------------------------------------------------
+
+def leak_bound(p_gap: float, q_gap: float) -> float:
+    """``KL(Bernoulli(p_gap) || Bernoulli(q_gap))`` in nats: a lower bound on ``KL(p || q)``
+    when ``p_gap`` and ``q_gap`` are the masses that ``p`` and ``q`` put on one region
+    (data-processing inequality: coarsening the plane to {gap, rest} cannot increase KL)."""
+    out = 0.0
+    for a, b in ((p_gap, q_gap), (1 - p_gap, 1 - q_gap)):
+        if a > 0:
+            out += a * math.log(a / b)
+    return out
+
+
+def check_leak_bound(answer: float, p_gap: float, q_gap: float) -> bool | None:
+    """Compare the learner's bound with :func:`leak_bound` (±0.005 nats); shares as fractions."""
+    name = "leak_bound"
+    if answer is None:
+        print(f"⏳ {name}: not attempted yet (set your number).")
+        return None
+    if not _is_number(answer):
+        return _verdict(name, False, f"the answer should be a number, got {answer!r}.")
+    if not (0 <= p_gap < 1 and 0 < q_gap < 1):
+        return _verdict(name, False, "pass the shares as fractions in [0, 1) (17.52% is 0.1752), "
+                        f"got p_gap={p_gap!r}, q_gap={q_gap!r}.")
+    truth, a = leak_bound(p_gap, q_gap), float(answer)
+    if abs(a - truth) <= 0.005:
+        return _verdict(name, True, f"{truth:.4f} nats. Nearly all of it is -log(1 - q_gap) = "
+                        f"{-math.log(1 - q_gap):.4f}: the modes hold only 1 - q_gap of the "
+                        "flow's mass, so each point there is under-weighted.")
+    if abs(a - leak_bound(q_gap, p_gap)) <= 0.005:
+        msg = "that is KL(q || p): the arguments are swapped (the data's p comes first)."
+    elif p_gap > 0 and abs(a - p_gap * math.log(p_gap / q_gap)) <= 0.005:
+        msg = "you kept only the gap term; the modes' term (1 - p) log((1 - p)/(1 - q)) is the big one."
+    else:
+        msg = ("not within 0.005 nats. KL(Bern(a) || Bern(b)) = a log(a/b) + (1-a) log((1-a)/(1-b)), "
+               "with a the true share and b the flow's.")
+    return _verdict(name, False, f"you answered {a:.4f}; {msg}")
+
+
+HINTS: dict[str, str] = {
+    "standardized_log_prob": "u = (x - mean) / std is a flow; its log|det du/dx| is "
+                             "-sum_i log std_i. Add it to log p_U(u).",
+    "mixture_log_prob": "log p(x) = log (1/K) sum_k N(x; c_k, std^2 I); write each "
+                        "component's log-density and combine them with torch.logsumexp "
+                        "over k, then subtract log K.",
+    "affine_coupling_2d": "The Jacobian of (x1, x2) -> (x1, x2 exp(s) + t) is triangular "
+                          "with diagonal (1, exp(s)): its log-det is s.",
+    "untrained_nll": "At initialization s = t = 0 in every coupling, so z = u: the density of "
+                     "u is N(0, I), whose expected NLL for unit-variance u is "
+                     "log(2 pi) + 1 in 2-D. Then convert to x's units.",
+    "forgotten_log_det": "NLL_X = NLL_U + sum_i log std_i. Which of the two is larger when "
+                         "every std is below 1?",
+    "leak_bound": "Two outcomes, 'in a gap' and 'not': the true distribution gives them "
+                  "p_gap and 1 - p_gap, the flow q_gap and 1 - q_gap. KL of two Bernoullis: "
+                  "sum over both outcomes of p log(p/q).",
+    "coupling_bug": "Run print(check_flow(coupling_pair(), x)). Which check fails? Compare "
+                    "BuggyCoupling._s_t with AffineCoupling._s_t (inspect.getsource): what "
+                    "happens to s at the entries the mask keeps?",
+}
