@@ -104,15 +104,17 @@ def test_gradients_are_finite_everywhere(inverse, dtype):
 def test_float32_inverse_is_accurate_with_uneven_bins():
     """With very uneven bins the slope inside a bin can drop to ~1e-7: there x is not
     determined by a float32 y to better than (rounding of y) / slope, so the test measures
-    the error where it is well defined, in y, and in x where the slope is not tiny."""
+    the error where it is well defined, in y, and in x weighted by the slope."""
     x = torch.linspace(-B, B, 1001)
     w, h, d = (p.float() for p in random_params(x.shape, scale=4.0))
     y, log_det = rational_quadratic_spline(x, w, h, d, bound=B)
     x_back, _ = rational_quadratic_spline(y, w, h, d, inverse=True, bound=B)
     y_again, _ = rational_quadratic_spline(x_back, w, h, d, bound=B)
     assert (y_again - y).abs().max().item() < 1e-5
-    steep = log_det.exp() > 1e-2
-    assert steep.float().mean() > 0.3 and (x_back - x)[steep].abs().max().item() < 1e-4
+    # first order: an error dx in x is an error slope * dx in y
+    assert ((x_back - x).abs() * log_det.exp()).max().item() < 1e-5
+    steep = log_det.exp() > 0.1
+    assert steep.sum() > 100 and (x_back - x)[steep].abs().max().item() < 2e-5
 
 
 def test_spline_rejects_mismatched_parameter_shapes():
