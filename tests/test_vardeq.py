@@ -49,7 +49,7 @@ def test_floor_recovers_the_integers_even_for_noise_at_the_cell_edges():
     assert torch.equal(deq.inverse(x_deq).long(), x_int)
 
 
-def test_log_q_matches_a_brute_force_jacobian_in_float64():
+def test_log_q_matches_a_brute_force_jacobian_in_float64(one_thread):
     """log q(u|x) = log N(eps) - log|det du/deps|, with the Jacobian from autograd."""
     deq = perturb(VariationalDequantizer(2, LEVELS, hidden=8, num_couplings=4), 0.15).double()
     x_int = tiny_images(n=3, h=2, w=3)
@@ -84,7 +84,7 @@ def test_log_q_integrates_to_one_in_one_dimension():
     assert abs(integral - 1) < 1e-3
 
 
-def test_gradients_reach_the_dequantizer():
+def test_gradients_reach_the_dequantizer(one_thread):
     deq = perturb(VariationalDequantizer(2, LEVELS, hidden=8, num_couplings=2), 0.1)
     x_int = tiny_images()
     x_deq, log_q = deq(x_int)
@@ -124,7 +124,7 @@ def test_training_the_dequantizer_tightens_the_bound(one_thread):
     assert bound() < start - 0.05, (start, bound())
 
 
-def test_bound_with_uniform_noise_equals_the_course_bits_per_dim():
+def test_bound_with_uniform_noise_equals_the_course_bits_per_dim(one_thread):
     """log q = 0 (uniform noise): the variational bound is the ledger's and the trainer's
     bits/dim, computed on the same dequantization draw."""
     model = RealNVP(1, 8, num_scales=2, mid_channels=4, num_blocks=1).eval()
@@ -158,7 +158,7 @@ def test_importance_weighted_estimate_is_below_the_bound():
     torch.testing.assert_close(iw, nats / (64 * math.log(2)))
 
 
-def test_importance_weighting_with_the_dequantizer_on_a_model():
+def test_importance_weighting_with_the_dequantizer_on_a_model(one_thread):
     deq = perturb(VariationalDequantizer(1, LEVELS, hidden=8, num_couplings=2), 0.2)
     model = RealNVP(1, 8, num_scales=2, mid_channels=4, num_blocks=1).eval()
     x_int = torch.randint(0, LEVELS, (3, 1, 8, 8))
