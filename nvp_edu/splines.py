@@ -44,8 +44,8 @@ formula above reduces to ``y = y^k + h_k xi = x``, the identity (up to rounding:
 layer starts at zero starts as the identity map, like :class:`~nvp_edu.flows.AffineCoupling`.
 
 Example:
-    >>> torch.manual_seed(0) and None
-    >>> x = 4 * torch.randn(6) # some entries in the tails, beyond B = 3
+    >>> _ = torch.manual_seed(0)
+    >>> x = 4 * torch.randn(6)  # some entries in the tails, beyond B = 3
     >>> w, h, d = torch.randn(6, 5), torch.randn(6, 5), torch.randn(6, 4)
     >>> y, log_det = rational_quadratic_spline(x, w, h, d, bound=3.0)
     >>> x_back, inv_log_det = rational_quadratic_spline(y, w, h, d, inverse=True, bound=3.0)
@@ -84,8 +84,8 @@ def _knots(raw: Tensor, bound: float, min_size: float) -> tuple[Tensor, Tensor]:
     frac = min_size + (1 - min_size * num_bins) * torch.softmax(raw, dim=-1)
     cum = F.pad(torch.cumsum(frac, dim=-1), (1, 0), value=0.0)
     pos = 2 * bound * cum - bound
-    pos = torch.cat([pos[..., :1].clamp(-bound, -bound), pos[..., 1:-1],
-                     pos[..., -1:].clamp(bound, bound)], dim=-1)  # exact ends, no rounding drift
+    ends = torch.ones_like(pos[..., :1]) * bound  # the ends exactly, whatever the rounding
+    pos = torch.cat([-ends, pos[..., 1:-1], ends], dim=-1)
     return pos, pos[..., 1:] - pos[..., :-1]
 
 
