@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             row[kind] = {"test_nll": round(nll(density, data.test), 4),
                          "params": sum(p.numel() for p in model.parameters()),
                          "train_seconds": round(time.perf_counter() - start, 1)}
-            row[kind]["kl_estimate"] = round(row[kind]["test_nll"] - row["true_density_test_nll"], 4)
+            kl = row[kind]["test_nll"] - row["true_density_test_nll"]
+            row[kind]["kl_estimate"] = round(kl, 4)
         results[name] = row
     out = {"benchmark": "splines2d", "results": results,
            "config": {k: v for k, v in vars(args).items()},

@@ -15,7 +15,8 @@ that the slope matches the identity tails. In bin ``k`` (``x^k <= x <= x^{k+1}``
 
 the map is (section 3.1; appendix A)
 
-    y = y^k + h_k [s_k xi^2 + delta^k xi (1 - xi)] / [s_k + (delta^{k+1} + delta^k - 2 s_k) xi (1 - xi)]
+    y = y^k + h_k [s_k xi^2 + delta^k xi (1 - xi)]
+              / [s_k + (delta^{k+1} + delta^k - 2 s_k) xi (1 - xi)]
 
 and its derivative (appendix A)
 
@@ -151,7 +152,8 @@ def rational_quadratic_spline(x: Tensor, widths: Tensor, heights: Tensor, deriva
     else:
         xi = (xc - x0) / w_k
         out = y0 + h_k * (s * xi.pow(2) + d0 * xi * (1 - xi)) / (s + curve * xi * (1 - xi))
-    # log dy/dx at xi (the derivative in the module docstring), in logs: the numerator's factor is a sum of positive terms
+    # log dy/dx at xi (the derivative in the module docstring), term by term. Every factor
+    # is positive: the denominator is s (1 - 2 xi (1 - xi)) + (d0 + d1) xi (1 - xi) > 0.
     xi1 = xi * (1 - xi)
     log_deriv = (2 * torch.log(s) + torch.log(d1 * xi.pow(2) + 2 * s * xi1 + d0 * (1 - xi).pow(2))
                  - 2 * torch.log(s + curve * xi1))
