@@ -70,7 +70,8 @@ class _ConditionalCoupling(nn.Module):
 
     ``s, t`` come from a small conv net on ``[b * e, b, features]``; ``s`` is bounded
     (``scale * tanh``) as in :class:`~nvp_edu.flows.AffineCoupling`. The mask is a
-    checkerboard built for the input's height and width.
+    checkerboard built for the input's height and width. Only the forward direction is
+    needed: the dequantizer draws ``u`` from ``eps``, never the other way round.
     """
 
     def __init__(self, channels: int, context_channels: int, hidden: int, invert: bool) -> None:
@@ -93,10 +94,6 @@ class _ConditionalCoupling(nn.Module):
     def forward(self, e: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         b, s, t = self._s_t(e, context)
         return b * e + (1 - b) * (e * torch.exp(s) + t), sum_except_batch(s)
-
-    def inverse(self, y: Tensor, context: Tensor) -> Tensor:
-        b, s, t = self._s_t(y, context)
-        return b * y + (1 - b) * (y - t) * torch.exp(-s)
 
 
 class VariationalDequantizer(nn.Module):
@@ -164,6 +161,9 @@ class VariationalDequantizer(nn.Module):
         if eps.shape != x_int.shape:
             raise ValueError(f"eps must have the shape of the image {tuple(x_int.shape)}; got "
                              f"{tuple(eps.shape)}")
+        return self._transform(eps, x_int)
+
+    def _transform(self, eps: Tensor, x_int: Tensor) -> tuple[Tensor, Tensor]:
         context = self.features(x_int.to(eps.dtype) / self.levels)
         v, log_det = eps, eps.new_zeros(eps.shape[0])
         for coupling in self.couplings:
@@ -182,7 +182,7 @@ class VariationalDequantizer(nn.Module):
         self._check(x_int)
         dtype = self._dtype()
         eps = torch.randn(x_int.shape, generator=generator, dtype=dtype, device=x_int.device)
-        u, log_det = self.transform(eps, x_int)
+        u, log_det = self._transform(eps, x_int)
         log_q = standard_normal_log_prob(eps) - log_det
         return (x_int.to(dtype) + u) / self.levels, log_q
 
