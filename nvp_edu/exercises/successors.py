@@ -115,7 +115,7 @@ register(Exercise(
         (lambda i, e, g: isinstance(g, Tensor) and not bool(torch.isfinite(g).all()),
          "some diagonal entries are negative: the log-det is log|det|, so take abs() first."),
         (lambda i, e, g: _close(e / (i[1] * i[2]), g),
-         "the same W acts at every pixel: multiply by height * width (Glow, Eq. 9)."),
+         "the same W acts at every pixel: multiply by height * width (Glow, section 3.2)."),
     ],
     mistakes=[
         lambda u, h, w: h * w * torch.log(torch.diagonal(u)).sum(),          # no abs: NaN
