@@ -118,7 +118,8 @@ def test_actnorm_state_dict_round_trip_keeps_initialized(tmp_path):
 
 def test_actnorm_refuses_wrong_shapes_naming_them():
     norm = ActNorm(3)
-    with pytest.raises(ValueError, match=r"ActNorm\(3\) needs input \(N, 3\).*got shape \(2, 4, 5, 5\)"):
+    with pytest.raises(ValueError,
+                       match=r"ActNorm\(3\) needs input \(N, 3\).*got shape \(2, 4, 5, 5\)"):
         norm(torch.randn(2, 4, 5, 5))
     with pytest.raises(ValueError, match=r"got shape \(2, 3, 5\)"):
         norm(torch.randn(2, 3, 5))
@@ -186,7 +187,8 @@ def test_invconv_runs_in_float32_under_bf16_autocast():
 
 
 def test_invconv_refuses_wrong_shapes_naming_them():
-    with pytest.raises(ValueError, match=r"InvConv1x1\(4\) needs input \(N, 4\).*got shape \(2, 3, 2, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"InvConv1x1\(4\) needs input \(N, 4\).*got shape \(2, 3, 2, 2\)"):
         InvConv1x1(4)(torch.randn(2, 3, 2, 2))
     with pytest.raises(ValueError, match=r"got shape \(2, 6\)"):
         InvConv1x1(4, lu=False).inverse(torch.randn(2, 6))
