@@ -31,8 +31,8 @@ mean +- std over seeds:
 
 - 3 epochs (60 steps), seeds 0-2: realnvp 2.761 +- 0.020, actnorm 2.719 +- 0.012,
   actnorm+invconv 2.624 +- 0.011, actnorm+invconv+vardeq 2.645 +- 0.012 (bound);
-- 8 epochs (160 steps), seeds 0-1: realnvp 2.123 +- 0.001, actnorm+invconv
-  2.099 +- 0.001, actnorm+invconv+vardeq 2.068 +- 0.000 (bound).
+- 8 epochs (160 steps), seeds 0-1: realnvp 2.123 +- 0.0007, actnorm+invconv
+  2.099 +- 0.001, actnorm+invconv+vardeq 2.068 +- 0.0004 (bound).
 
 Both far from the default 20-epoch budget (``benchmarks/digits.py``: 2.05 for realnvp);
 the full 4 x 3 run was not made.
