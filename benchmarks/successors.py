@@ -23,6 +23,19 @@ differs and is reported as seconds per epoch (wall clock of the run, per-epoch
 validation included, divided by the epochs). Each variant runs for each seed ``0..seeds-1``
 (weights, data order and noise); the held-out figure is the test split's bits/dim (20% of
 the digits, never used for selection), averaged over ``--draws`` dequantization draws.
+
+Measured 2026-11-29 with reduced budgets only (1 thread, on a 2-core machine shared with
+other jobs: the seconds per epoch there say nothing about the variants' cost; ``vardeq``
+with ``nvp_edu/vardeq.py`` of the parallel branch, commit 38e4854). Held-out bits/dim,
+mean +- std over seeds:
+
+- 3 epochs (60 steps), seeds 0-2: realnvp 2.761 +- 0.020, actnorm 2.719 +- 0.012,
+  actnorm+invconv 2.624 +- 0.011, actnorm+invconv+vardeq 2.645 +- 0.012 (bound);
+- 8 epochs (160 steps), seeds 0-1: realnvp 2.123 +- 0.0007, actnorm+invconv
+  2.099 +- 0.001, actnorm+invconv+vardeq 2.068 +- 0.0004 (bound).
+
+Both far from the default 20-epoch budget (``benchmarks/digits.py``: 2.05 for realnvp);
+the full 4 x 3 run was not made.
 """
 from __future__ import annotations
 

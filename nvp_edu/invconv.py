@@ -6,10 +6,10 @@ the same two ways. Glow replaces that fixed permutation by a learned one: every 
 vector of ``C`` channels is multiplied by the same invertible ``C x C`` matrix ``W``,
 
     y[:, :, i, j] = W @ x[:, :, i, j]                  (a 1x1 convolution)
-    log|det dy/dx| = H * W_pixels * log|det W|          (Glow, Eq. 9)
+    log|det dy/dx| = height * width * log|det W|        (one W per pixel)
 
-Computing ``log|det W|`` costs ``O(C^3)``. Glow's LU parametrisation (section 3.2,
-Eq. 10) makes it ``O(C)``:
+Computing ``log|det W|`` costs ``O(C^3)``. Glow's LU parametrisation (section 3.2)
+makes it ``O(C)``:
 
     W = P L (U + diag(sign_s * exp(log_s)))
     log|det W| = sum(log_s)
@@ -51,7 +51,7 @@ class InvConv1x1(Flow):
 
     Args:
         channels: ``C``.
-        lu: the LU parametrisation (Glow's Eq. 10; log-det ``O(C)``, exact triangular
+        lu: the LU parametrisation (Glow, section 3.2; log-det ``O(C)``, exact triangular
             inverse); ``False``: a plain learned ``W``, log-det by ``torch.linalg.slogdet``.
 
     Example:
@@ -121,18 +121,19 @@ class InvConv1x1(Flow):
         return 1 if x.dim() == 2 else x.shape[2] * x.shape[3]
 
     def _multiply(self, x: Tensor, w: Tensor) -> Tensor:
-        with torch.autocast(x.device.type, enabled=False):  # the flow map in full precision
-            x = x.to(w.dtype)
-            if x.dim() == 2:
-                return x @ w.T
-            return F.conv2d(x, w.view(self.channels, self.channels, 1, 1))
+        x = x.to(w.dtype)
+        if x.dim() == 2:
+            return x @ w.T
+        return F.conv2d(x, w.view(self.channels, self.channels, 1, 1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         pixels = self._check(x)
-        y = self._multiply(x, self.weight_matrix())
-        log_det = pixels * self.log_abs_det_weight()
+        with torch.autocast(x.device.type, enabled=False):  # the flow map in full precision
+            y = self._multiply(x, self.weight_matrix())
+            log_det = pixels * self.log_abs_det_weight()
         return y, log_det.expand(x.shape[0])
 
     def inverse(self, y: Tensor) -> Tensor:
         self._check(y)
-        return self._multiply(y, self.inverse_weight_matrix())
+        with torch.autocast(y.device.type, enabled=False):
+            return self._multiply(y, self.inverse_weight_matrix())

@@ -453,7 +453,7 @@ def nll_nats(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Gene
     ``-(log N(z) + log-dets of the flow + log-det of the logit)``; dequantization noise
     from ``generator``. With a variational ``dequantizer``, ``+ log q(u | x_int)``: the
     variational bound ``E_q[-log p(x_int + u) + log q(u | x_int)] >= -log P(x_int)``
-    (Flow++, Eq. 12; up to the ``D ln levels`` the ledger adds). Uniform noise is the
+    (Flow++, section 3.1; up to the ``D ln levels`` the ledger adds). Uniform noise is the
     case ``log q = 0``: the same bound with a fixed ``q``.
     """
     y, logit_ld, log_q = dequantized_model_space(x_uint8, levels, generator, dequantizer)

@@ -118,7 +118,8 @@ def test_actnorm_state_dict_round_trip_keeps_initialized(tmp_path):
 
 def test_actnorm_refuses_wrong_shapes_naming_them():
     norm = ActNorm(3)
-    with pytest.raises(ValueError, match=r"ActNorm\(3\) needs input \(N, 3\).*got shape \(2, 4, 5, 5\)"):
+    with pytest.raises(ValueError,
+                       match=r"ActNorm\(3\) needs input \(N, 3\).*got shape \(2, 4, 5, 5\)"):
         norm(torch.randn(2, 4, 5, 5))
     with pytest.raises(ValueError, match=r"got shape \(2, 3, 5\)"):
         norm(torch.randn(2, 3, 5))
@@ -174,8 +175,20 @@ def test_invconv_masked_entries_do_not_leak():
     assert check_flow(conv, torch.randn(2, 4, 2, 2)).passed
 
 
+def test_invconv_runs_in_float32_under_bf16_autocast():
+    conv = InvConv1x1(4)
+    perturb(conv, 0.3)
+    x = torch.randn(2, 4, 3, 3)
+    y, log_det = conv(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_bf16, log_det_bf16 = conv(x)
+    assert y_bf16.dtype == torch.float32 and torch.equal(y_bf16, y)
+    assert torch.equal(log_det_bf16, log_det)
+
+
 def test_invconv_refuses_wrong_shapes_naming_them():
-    with pytest.raises(ValueError, match=r"InvConv1x1\(4\) needs input \(N, 4\).*got shape \(2, 3, 2, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"InvConv1x1\(4\) needs input \(N, 4\).*got shape \(2, 3, 2, 2\)"):
         InvConv1x1(4)(torch.randn(2, 3, 2, 2))
     with pytest.raises(ValueError, match=r"got shape \(2, 6\)"):
         InvConv1x1(4, lu=False).inverse(torch.randn(2, 6))
