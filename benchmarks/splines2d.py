@@ -24,8 +24,8 @@ brackets, then test NLL minus it (an estimate of the KL divergence):
     8gaussians    [0.2905]  affine 1.1003 (+0.810,  92 s)   spline 0.3707 (+0.080,  97 s)
 
 One seed, one run each: no spread measured. At equal steps the spline flow, with half the
-couplings and ~57% of the parameters, gets 3 to 10 times closer to the exact density on
-all three toys. The affine model is not at its best at 2,000 steps: ``toy2d.py`` records
+couplings and ~57% of the parameters, has a KL estimate 3.6 (checkerboard) to 17 (moons)
+times smaller than the affine flow's. The affine model is not at its best at 2,000 steps: ``toy2d.py`` records
 0.3005 on moons after 4,000 steps.
 """
 from __future__ import annotations
