@@ -25,8 +25,13 @@ brackets, then test NLL minus it (an estimate of the KL divergence):
 
 One seed, one run each: no spread measured. At equal steps the spline flow, with half the
 couplings and ~57% of the parameters, has a KL estimate 3.6 (checkerboard) to 17 (moons)
-times smaller than the affine flow's. The affine model is not at its best at 2,000 steps: ``toy2d.py`` records
-0.3005 on moons after 4,000 steps.
+times smaller than the affine flow's. The affine model is not at its best at 2,000
+steps; at 4,000 steps (``--toys moons --steps 4000``, toy2d.py's default length), same day:
+
+    moons         [0.2809]  affine 0.3200 (+0.039, 258 s)   spline 0.2844 (+0.004, 219 s)
+
+(``toy2d.py`` records 0.3005 for the affine model in this config on 2026-11-28; not
+re-measured here beyond this one run.)
 """
 from __future__ import annotations
 
