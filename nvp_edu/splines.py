@@ -41,8 +41,8 @@ Parameters: the network outputs unconstrained numbers; widths and heights are a 
 slope, shifted so that an output of 0 gives slope 1. All-zero outputs therefore give
 ``K`` equal bins with equal widths and heights and unit slopes: ``s_k = 1`` and the
 formula above reduces to ``y = y^k + h_k xi = x``, the identity (up to rounding: about
-1e-7 in float32). A coupling whose last
-layer starts at zero starts as the identity map, like :class:`~nvp_edu.flows.AffineCoupling`.
+1e-7 in float32). A coupling whose last layer starts at zero starts as the identity map,
+like :class:`~nvp_edu.flows.AffineCoupling`.
 
 Example:
     >>> _ = torch.manual_seed(0)
