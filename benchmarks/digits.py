@@ -35,7 +35,7 @@ from nvp_edu.data import DIGITS_LEVELS, load_digits_split
 from nvp_edu.ledger import bits_per_dim, evaluate_bits_per_dim
 from nvp_edu.models import RealNVP
 from nvp_edu.preprocess import dequantize
-from nvp_edu.train import Config, split_validation, train
+from nvp_edu.train import Config, TrainResult, model_bpd, split_validation, train
 
 
 def gmm_bpd(fit_int: torch.Tensor, val_int: torch.Tensor, test_int: torch.Tensor,
@@ -68,8 +68,8 @@ def gmm_bpd(fit_int: torch.Tensor, val_int: torch.Tensor, test_int: torch.Tensor
     return test, info
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of one flow run (also used by ``benchmarks/successors.py``)."""
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--mid-channels", type=int, default=32)
     parser.add_argument("--num-blocks", type=int, default=2)
@@ -85,33 +85,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=5, help="dequantization draws for test")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-gmm", action="store_true")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
 
+
+@torch.no_grad()
+def bound_bpd(result: TrainResult, x_int: torch.Tensor, draws: int, seed: int) -> float:
+    """Held-out bits/dim of ``result.model``: the ledger's figure with uniform noise, the
+    variational bound with the run's trained dequantizer."""
+    if result.dequantizer is None:
+        return evaluate_bits_per_dim(result.model, x_int, DIGITS_LEVELS, draws=draws, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    result.model.eval()
+    result.dequantizer.eval()
+    return float(torch.cat([model_bpd(result.model, batch, DIGITS_LEVELS, g,
+                                      dequantizer=result.dequantizer)
+                            for _ in range(draws) for batch in x_int.split(500)]).mean())
+
+
+def run_flow(args: argparse.Namespace, model: RealNVP, dequant: str = "uniform") -> dict:
+    """Train ``model`` on the digits with the flags of :func:`add_training_args`; its
+    held-out figures as a dict."""
     cfg = Config(dataset="digits", preset="digits", out=None, epochs=args.epochs,
                  batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
-                 l2=args.l2, seed=args.seed,
+                 l2=args.l2, seed=args.seed, dequant=dequant,
                  val_fraction=args.val_fraction, ema=args.ema or None,
                  recalibrate=not args.no_recalibrate, progress=sys.stderr.isatty())
-    torch.manual_seed(args.seed)
-    model = RealNVP(1, 8, args.num_scales, args.mid_channels, args.num_blocks,
-                    batch_norm=not args.no_batch_norm)
     result = train(cfg, model=model)
     train_int, test_int = load_digits_split()
-    fit_int, val_int = split_validation(train_int, cfg.val_fraction, cfg.seed)
-    test = evaluate_bits_per_dim(result.model, test_int, DIGITS_LEVELS, draws=args.draws,
-                                 seed=1234)
-    train_bpd = evaluate_bits_per_dim(result.model, fit_int, DIGITS_LEVELS, draws=1, seed=1234)
-    out = {
-        "test_bpd": round(test, 4),
-        "train_bpd": round(train_bpd, 4),
+    fit_int, _ = split_validation(train_int, cfg.val_fraction, cfg.seed)
+    return {
+        "test_bpd": round(bound_bpd(result, test_int, args.draws, seed=1234), 4),
+        "train_bpd": round(bound_bpd(result, fit_int, 1, seed=1234), 4),
         "best_val_bpd": result.summary["best_val_bpd"],
         "best_step": result.summary["best_step"],
         "steps": result.summary["steps"],
         "train_seconds": round(result.summary["wall_s"], 1),
-        "uniform_bpd": round(math.log2(DIGITS_LEVELS), 4),
         "params": result.summary["params"],
+        "dequantizer_params": result.summary["dequantizer_params"],
+        "val_curve": [round(v, 3) for v in result.history["eval_bpd"]],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_training_args(parser)
+    parser.add_argument("--no-gmm", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    torch.manual_seed(args.seed)
+    model = RealNVP(1, 8, args.num_scales, args.mid_channels, args.num_blocks,
+                    batch_norm=not args.no_batch_norm)
+    run = run_flow(args, model)
+    train_int, test_int = load_digits_split()
+    fit_int, val_int = split_validation(train_int, args.val_fraction, args.seed)
+    curve = run.pop("val_curve")
+    run.pop("dequantizer_params")
+    out = {
+        **run,
+        "uniform_bpd": round(math.log2(DIGITS_LEVELS), 4),
         "test_draws": args.draws,
         "threads": args.threads,
         "config": {k: v for k, v in vars(args).items() if k not in ("draws", "threads")},
@@ -121,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         gmm_test, gmm_info = gmm_bpd(fit_int, val_int, test_int, args.draws)
         out["gmm_test_bpd"] = round(gmm_test, 4)
         out["gmm"] = gmm_info | {"seconds": round(time.perf_counter() - start, 1)}
-    out["val_curve"] = [round(v, 3) for v in result.history["eval_bpd"]]
+    out["val_curve"] = curve
     print(json.dumps(out), flush=True)
     return 0
 

@@ -3,12 +3,15 @@
     from nvp_edu.flows import Flow, Sequential, AffineCoupling, AdditiveCoupling, Squeeze, BatchNormFlow
 
 Each lives in the module named after its concept (``coupling.py``, ``squeeze.py``,
-``batchnorm.py``); this file only gathers them.
+``batchnorm.py``, and Glow's ``actnorm.py`` and ``invconv.py``); this file only gathers
+them.
 """
+from .actnorm import ActNorm
 from .base import Flow, Sequential, sum_except_batch
 from .batchnorm import BatchNormFlow
 from .coupling import AdditiveCoupling, AffineCoupling
+from .invconv import InvConv1x1
 from .squeeze import Squeeze
 
 __all__ = ["Flow", "Sequential", "AffineCoupling", "AdditiveCoupling", "Squeeze",
-           "BatchNormFlow", "sum_except_batch"]
+           "BatchNormFlow", "ActNorm", "InvConv1x1", "sum_except_batch"]

@@ -10,9 +10,11 @@ import operator
 import torch
 from torch import Tensor, nn
 
+from .actnorm import ActNorm
 from .base import Flow, Sequential, check_input
 from .batchnorm import BatchNormFlow
 from .coupling import AffineCoupling
+from .invconv import InvConv1x1
 from .masks import alternating_vector_mask, channel_mask, checkerboard_mask
 from .nets import ResNet
 from .prior import standard_normal_log_prob, standard_normal_sample
@@ -103,19 +105,29 @@ class RealNVP2D(_Density):
         return self.flow.trajectory(x)
 
 
+NORMS = ("batch", "actnorm")
+
+
 def _coupling_stack(masks: list[Tensor], in_channels: int, mid_channels: int, num_blocks: int,
-                    batch_norm: bool) -> Sequential:
-    """Affine couplings, one per mask, each followed by a batch-norm flow on the entries it
-    changed, if asked (the official code's batch norm inside each coupling)."""
+                    norm: str | None, invconv: bool = False) -> Sequential:
+    """Affine couplings, one per mask. Each is followed by a normalization flow if ``norm``
+    is given: ``"batch"``, a batch norm on the entries the coupling changed (the official
+    code's batch norm inside each coupling), or ``"actnorm"``, Glow's actnorm on every
+    entry. With ``invconv`` each is preceded by an invertible 1x1 convolution (Glow's
+    flow step: normalization, 1x1 convolution, coupling)."""
     layers: list[Flow] = []
     for mask in masks:
+        if invconv:
+            layers.append(InvConv1x1(in_channels))
         if mask.shape[1] > 1:  # channel mask: the net sees the kept half, predicts the other
             net = ResNet(in_channels // 2, in_channels, mid_channels, num_blocks)
         else:  # checkerboard: the net sees b * x and the mask itself
             net = ResNet(in_channels, 2 * in_channels, mid_channels, num_blocks, mask=mask)
         layers.append(AffineCoupling(mask, net))
-        if batch_norm:
+        if norm == "batch":
             layers.append(BatchNormFlow(in_channels, mask=mask))
+        elif norm == "actnorm":
+            layers.append(ActNorm(in_channels))
     return Sequential(*layers)
 
 
@@ -143,7 +155,18 @@ class RealNVP(_Density):
     back in place); :meth:`encode` returns the latents and log-dets of each scale.
 
     Args:
-        batch_norm: a :class:`BatchNormFlow` after every coupling (paper, section 3.7).
+        batch_norm: a normalization flow after every coupling (False: none).
+        norm: which one: ``"batch"``, a :class:`BatchNormFlow` on the entries the coupling
+            changed (paper, section 3.7), or ``"actnorm"``, Glow's :class:`ActNorm` on all
+            entries (data-dependent initialization on the first training batch). The
+            ``torch.nn.BatchNorm2d`` layers inside the ``s, t`` ResNets stay in both cases:
+            ``norm`` swaps only the flow layers.
+        invconv: Glow's invertible 1x1 convolution (:class:`InvConv1x1`) before every
+            coupling that works on a squeezed tensor: the channel-wise couplings of each
+            scale and the checkerboard couplings of the final scale. Not before the first
+            scale's checkerboard couplings: there the channels are the raw colours (one for
+            grey images), and Glow too mixes channels only after a squeeze. Needs
+            ``num_scales >= 2``.
 
     Example:
         >>> model = RealNVP(in_channels=1, image_size=8, num_scales=2, mid_channels=8,
@@ -155,10 +178,19 @@ class RealNVP(_Density):
     """
 
     def __init__(self, in_channels: int = 3, image_size: int = 32, num_scales: int = 2,
-                 mid_channels: int = 64, num_blocks: int = 8, batch_norm: bool = True) -> None:
+                 mid_channels: int = 64, num_blocks: int = 8, batch_norm: bool = True,
+                 norm: str = "batch", invconv: bool = False) -> None:
         super().__init__()
         if num_scales < 1:
             raise ValueError(f"num_scales must be >= 1; got {num_scales}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
+        if norm != "batch" and not batch_norm:
+            raise ValueError(f"norm={norm!r} asks for a normalization layer but batch_norm=False "
+                             "asks for none: pass one of them")
+        if invconv and num_scales < 2:
+            raise ValueError("invconv=True needs num_scales >= 2: the 1x1 convolutions go where "
+                             "the image has been squeezed, and one scale never squeezes")
         factor = 2 ** (num_scales - 1)
         if image_size % factor or image_size // factor < 2:
             raise ValueError(f"image_size={image_size} cannot be squeezed {num_scales - 1} "
@@ -167,6 +199,7 @@ class RealNVP(_Density):
         self.in_channels, self.image_size, self.num_scales = in_channels, image_size, num_scales
         self.squeeze = Squeeze()
         self.scales = nn.ModuleList()
+        flow_norm = norm if batch_norm else None
         c, s, mid = in_channels, image_size, mid_channels
         self.orders: list[list[int]] = []  # per scale: squeezed channels, kept half first
         for _ in range(num_scales - 1):
@@ -174,12 +207,13 @@ class RealNVP(_Density):
             checker = [checkerboard_mask(s, s, invert=i % 2 == 1) for i in range(3)]
             channel = [channel_mask(4 * c, invert=i % 2 == 1) for i in range(3)]
             self.scales.append(nn.ModuleDict({
-                "checkerboard": _coupling_stack(checker, c, mid, num_blocks, batch_norm),
-                "channelwise": _coupling_stack(channel, 4 * c, 2 * mid, num_blocks, batch_norm),
+                "checkerboard": _coupling_stack(checker, c, mid, num_blocks, flow_norm),
+                "channelwise": _coupling_stack(channel, 4 * c, 2 * mid, num_blocks, flow_norm,
+                                               invconv),
             }))
             c, s, mid = 2 * c, s // 2, 2 * mid
         final = [checkerboard_mask(s, s, invert=i % 2 == 1) for i in range(4)]
-        self.final = _coupling_stack(final, c, mid, num_blocks, batch_norm)
+        self.final = _coupling_stack(final, c, mid, num_blocks, flow_norm, invconv)
 
     def event_shape(self) -> tuple[int, ...]:
         return (self.in_channels, self.image_size, self.image_size)

@@ -27,6 +27,15 @@ running statistics from training images before every evaluation, the cure for st
 averages of notebook 8). Without a validation split the held-out split is the test set,
 evaluated at every evaluation, as in the paper's CIFAR-10 runs.
 
+What came after Real NVP, as options of the same model and loop: ``norm="actnorm"``
+(Glow's actnorm instead of the batch-norm flow layers), ``invconv=True`` (Glow's
+invertible 1x1 convolutions; see :class:`~nvp_edu.models.RealNVP` for where), and
+``dequant="variational"`` (Flow++'s variational dequantization): the noise ``u`` is drawn
+from a learned ``q(u | x)`` (``nvp_edu.vardeq``, trained jointly by the same optimizer and
+saved in the checkpoint) and the objective is the variational bound
+``E_q[-log p((x + u) / L) + log q(u | x)]`` per image (``+ D ln L`` in bits/dim, as
+always); with uniform noise ``log q = 0`` and it is the paper's objective.
+
 What a run folder holds (``--out``): ``metrics.jsonl`` (one JSON object per logged step
 and per evaluation), ``metrics.png``, ``samples/step_NNNNNNN.png``, ``checkpoint.pt``
 (atomic, checksummed, ``weights_only``-loadable, resumable bit-for-bit with ``--resume``;
@@ -54,7 +63,8 @@ next step:
 Refused, with an error naming the checkpoint's value and the new one, because they define
 the run (its data, their split and order, the model, what a step and an epoch are):
 ``--dataset``, ``--preset``, ``--batch-size``, ``--seed``, ``--val-fraction``,
-``--limit-train`` and ``--ema`` on/off. Start a new run (another ``--out``) to change them.
+``--limit-train``, ``--ema`` on/off, ``--norm``, ``--invconv`` and ``--dequant``. Start a
+new run (another ``--out``) to change them.
 
 A damaged checkpoint (checksum mismatch, truncated) is never loaded and never
 overwritten: ``--resume`` stops with an error naming it and the previous good one
@@ -109,7 +119,7 @@ from .checkpoint import (PREV_SUFFIX, CheckpointCorruptError, atomic_open, captu
                          load_checkpoint, restore_rng_state, save_checkpoint)
 from .config import seed_everything
 from .ledger import bits_per_dim as ledger_bits_per_dim
-from .models import RealNVP
+from .models import NORMS, RealNVP
 from .nets import l2_parameters, l2_penalty
 from .preprocess import LOGIT_ALPHA, Logit, dequantize
 from .prior import standard_normal_log_prob
@@ -202,6 +212,12 @@ class Config:
     num_samples: int | None = None
     plots: bool = True
     progress: bool = True
+    norm: str = "batch"  # the flow's normalization layers: "batch" or Glow's "actnorm"
+    invconv: bool = False  # Glow's invertible 1x1 convolutions (see RealNVP)
+    dequant: str = "uniform"  # "uniform" (the paper) or "variational" (Flow++)
+
+
+DEQUANTS = ("uniform", "variational")
 
 
 @dataclass
@@ -211,6 +227,7 @@ class TrainResult:
     model: nn.Module  # the selected model (the EMA if on; best on validation if split), eval mode
     summary: dict[str, Any]  # also written to summary.json
     history: dict[str, list[float]] = field(default_factory=dict)  # this session's curves
+    dequantizer: nn.Module | None = None  # the trained q(u|x) of --dequant variational
 
     def __getitem__(self, key: str) -> Any:  # result["test_bpd"] reads the summary
         return self.summary[key]
@@ -305,6 +322,10 @@ def _validate(cfg: Config) -> None:
     _check_choice(cfg, "preset", sorted(PRESETS))
     _check_choice(cfg, "precision", ("fp32", "bf16"))
     _check_choice(cfg, "lr_schedule", ("constant", "cosine"))
+    _check_choice(cfg, "norm", NORMS)
+    _check_choice(cfg, "dequant", DEQUANTS)
+    if not isinstance(cfg.invconv, bool):
+        raise TypeError(f"--invconv must be True or False; got {cfg.invconv!r}")
     for name in ("max_steps", "epochs", "batch_size", "limit_train", "limit_test"):
         _check_count(cfg, name, 1, optional=True)
     _check_count(cfg, "log_every", 1)
@@ -381,45 +402,95 @@ def split_validation(train_x: Tensor, fraction: float, seed: int = 0) -> tuple[T
 
 # -------------------------------------- helpers ----------------------------------------
 
-def build_model(preset: str, in_channels: int, image_size: int) -> RealNVP:
+def build_model(preset: str, in_channels: int, image_size: int, norm: str = "batch",
+                invconv: bool = False) -> RealNVP:
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {preset!r}")
     p = PRESETS[preset]
     return RealNVP(in_channels, image_size, num_scales=p["num_scales"],
-                   mid_channels=p["mid_channels"], num_blocks=p["num_blocks"])
+                   mid_channels=p["mid_channels"], num_blocks=p["num_blocks"], norm=norm,
+                   invconv=invconv)
 
 
-def nll_nats(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Generator,
-             autocast: Any = nullcontext(), channels_last: bool = False) -> Tensor:
+def build_dequantizer(in_channels: int, levels: int) -> nn.Module:
+    """The learned noise distribution of ``--dequant variational`` (nvp_edu.vardeq).
+
+    Imported here, not at the top: the rest of the trainer works without that module.
+    """
+    try:
+        from .vardeq import VariationalDequantizer
+    except ImportError as e:
+        raise ValueError(f"--dequant variational needs nvp_edu.vardeq ({e}); use --dequant "
+                         "uniform") from e
+    return VariationalDequantizer(in_channels, levels)
+
+
+def dequantized_model_space(x_uint8: Tensor, levels: int, generator: torch.Generator | None,
+                            dequantizer: nn.Module | None = None
+                            ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(y, logit log-det, log q)``: integer images in the model's logit space.
+
+    Uniform noise from ``generator`` (``log q = None``: the density of ``u`` is 1 on
+    ``[0, 1)^D``), or noise ``u`` drawn with ``generator`` by a variational
+    ``dequantizer`` (Flow++, Ho et al. 2019, section 3.1; :mod:`nvp_edu.vardeq`):
+    ``dequantizer(x_int, generator=...)`` returns ``x = (x_int + u) / levels`` in
+    ``[0, 1]`` and ``log q(u | x_int)``, the log-density of ``u`` on ``[0, 1)^D``, shape
+    ``(batch,)``.
+    """
+    if dequantizer is None:
+        y, logit_ld = to_model_space(x_uint8, levels, generator)
+        return y, logit_ld, None
+    x, log_q = dequantizer(x_uint8, generator=generator)
+    y, logit_ld = _LOGIT(x)
+    return y, logit_ld, log_q.float()
+
+
+def nll_nats(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Generator | None,
+             autocast: Any = nullcontext(), channels_last: bool = False,
+             dequantizer: nn.Module | None = None) -> Tensor:
     """Per-sample NLL in nats of the dequantized images in ``[0, 1)^D`` (the objective).
 
     ``-(log N(z) + log-dets of the flow + log-det of the logit)``; dequantization noise
-    from ``generator``.
+    from ``generator``. With a variational ``dequantizer``, ``+ log q(u | x_int)``: the
+    variational bound ``E_q[-log p(x_int + u) + log q(u | x_int)] >= -log P(x_int)``
+    (Flow++, section 3.1; up to the ``D ln levels`` the ledger adds). Uniform noise is the
+    case ``log q = 0``: the same bound with a fixed ``q``.
     """
-    y, logit_ld = to_model_space(x_uint8, levels, generator)
+    y, logit_ld, log_q = dequantized_model_space(x_uint8, levels, generator, dequantizer)
     if channels_last:
         y = y.contiguous(memory_format=torch.channels_last)
     with autocast:
         z, log_det = net(y)
     # the prior and the log-dets in float32 even when the s/t networks ran in bf16
-    return -(standard_normal_log_prob(z.float()) + log_det.float() + logit_ld)
+    nll = -(standard_normal_log_prob(z.float()) + log_det.float() + logit_ld)
+    return nll if log_q is None else nll + log_q
 
 
-def model_bpd(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Generator,
-              autocast: Any = nullcontext(), channels_last: bool = False) -> Tensor:
-    """Per-sample bits/dim of integer images under ``net`` (through the ledger)."""
-    nll = nll_nats(net, x_uint8, levels, generator, autocast, channels_last)
+def model_bpd(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Generator | None,
+              autocast: Any = nullcontext(), channels_last: bool = False,
+              dequantizer: nn.Module | None = None) -> Tensor:
+    """Per-sample bits/dim of integer images under ``net`` (through the ledger); with a
+    variational ``dequantizer``, of its bound."""
+    nll = nll_nats(net, x_uint8, levels, generator, autocast, channels_last, dequantizer)
     return ledger_bits_per_dim(nll, x_uint8[0].numel(), levels)
 
 
 @torch.no_grad()
 def recalibrate_batch_norm(model: nn.Module, images: Tensor, levels: int,
-                           batch_size: int = 256, seed: int = 777) -> None:
+                           batch_size: int = 256, seed: int = 777,
+                           dequantizer: nn.Module | None = None) -> None:
     """Exact batch-norm running statistics from integer training ``images`` (notebook 8):
-    one fixed dequantization draw, every batch weighted equally."""
+    one fixed dequantization draw (from ``dequantizer`` if given), every batch weighted
+    equally."""
     g = torch.Generator(device=images.device).manual_seed(seed)
-    recompute_running_stats(model, [to_model_space(xb, levels, g)[0]
-                                    for xb in images.split(batch_size)])
+    was_training = dequantizer is not None and dequantizer.training
+    if dequantizer is not None:
+        dequantizer.eval()  # draws noise; its own statistics stay as they are
+    batches = [dequantized_model_space(xb, levels, g, dequantizer)[0]
+               for xb in images.split(batch_size)]
+    if dequantizer is not None:
+        dequantizer.train(was_training)
+    recompute_running_stats(model, batches)
 
 
 def fingerprint(model: nn.Module) -> float:
@@ -633,12 +704,22 @@ class Trainer:
 
     def _setup_model(self, model: nn.Module | None) -> None:
         C, H, _ = self.train_x.shape[1:]
-        self.model = (model if model is not None
-                      else build_model(self.cfg.preset, C, H)).to(self.device)
+        if model is not None and (self.cfg.norm != "batch" or self.cfg.invconv):
+            raise ValueError("--norm and --invconv choose the layers of the preset's model; a "
+                             "model was passed in: build it with them instead (RealNVP(..., "
+                             f"norm={self.cfg.norm!r}, invconv={self.cfg.invconv}))")
+        self.model = (model if model is not None else build_model(
+            self.cfg.preset, C, H, self.cfg.norm, self.cfg.invconv)).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # --dequant variational: q(u|x) is trained with the flow, by the same optimizer
+        self.dequantizer = (build_dequantizer(C, self.levels).to(self.device)
+                            if self.cfg.dequant == "variational" else None)
+        params = list(self.model.parameters())
+        if self.dequantizer is not None:
+            params += list(self.dequantizer.parameters())
         # the official optimizer: Adam with default betas; no weight decay (L2 is in the loss)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
         self.l2_params = l2_parameters(self.model)  # looked up once, not every step
         self.ema = None
         if self.cfg.ema:
@@ -649,16 +730,24 @@ class Trainer:
         self.aug = torch.Generator(device=self.device).manual_seed(
             self.cfg.seed * 1000 + self.env.rank + 1)
         self.net: nn.Module = self.model
+        self.deq_net = self.dequantizer
         if self.env.world > 1:
-            self.net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            if self.dequantizer is not None:  # its gradients are averaged over ranks too
+                self.deq_net = nn.parallel.DistributedDataParallel(self.dequantizer,
+                                                                   device_ids=ids)
         if self.cfg.compile:
             self.net = torch.compile(self.net, backend=self.cfg.compile_backend)
         self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
                          if self.cfg.precision == "bf16" else nullcontext())
         # the layers whose running averages a training forward moves (train_step's guard)
-        self._batch_norms = [m for m in self.model.modules()
-                             if isinstance(m, (BatchNormFlow, nn.modules.batchnorm._BatchNorm))]
+        self._batch_norms = [layer for m in self._trained_modules() for layer in m.modules()
+                             if isinstance(layer, (BatchNormFlow, nn.modules.batchnorm._BatchNorm))]
+
+    def _trained_modules(self) -> list[nn.Module]:
+        """The flow, and the variational dequantizer if there is one."""
+        return [self.model] + ([self.dequantizer] if self.dequantizer is not None else [])
 
     @property
     def eval_model(self) -> nn.Module:
@@ -674,7 +763,8 @@ class Trainer:
                         disable=not (self.env.main and self.cfg.progress),
                         desc=f"{self.cfg.dataset}/{self.cfg.preset}", unit="step",
                         mininterval=1.0 if sys.stderr.isatty() else 10.0)
-        self.model.train()
+        for m in self._trained_modules():
+            m.train()
         self.t_start, self.images_seen = time.perf_counter(), 0
         self.window_start, self.window_steps = time.perf_counter(), 0
         while self.step < self.total:
@@ -713,10 +803,11 @@ class Trainer:
         """
         saved = self._save_batch_norm_state()
         nll = nll_nats(self.net, xb, self.levels, self.aug, self.autocast,
-                       self.channels_last).mean()
+                       self.channels_last, self.deq_net).mean()
         loss = nll + self.cfg.l2 * l2_penalty(self.l2_params).to(nll.device)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for m in self._trained_modules() for p in m.parameters()], self.cfg.grad_clip)
         # one device-to-host sync per step: the guard must know before optimizer.step()
         bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
         if self.env.any(bad):
@@ -779,14 +870,18 @@ class Trainer:
     # ---- evaluation ----
     @torch.no_grad()
     def evaluate(self, model: nn.Module, x: Tensor) -> float:
-        """Mean bits/dim of ``x`` in eval mode; the same noise at every evaluation."""
-        model.eval()
+        """Mean bits/dim of ``x`` in eval mode; the same noise at every evaluation (with a
+        variational dequantizer: bits/dim of the variational bound)."""
+        modules = [model] + ([self.dequantizer] if self.dequantizer is not None else [])
+        for m in modules:
+            m.eval()
         g = torch.Generator(device=self.device).manual_seed(12345)
         total = 0.0
         for xb in x.split(4 * self.batch):
             total += float(model_bpd(model, xb, self.levels, g, self.autocast,
-                                     self.channels_last).sum())
-        model.train()
+                                     self.channels_last, self.dequantizer).sum())
+        for m in modules:
+            m.train()
         return total / len(x)
 
     def _evaluate_and_select(self) -> None:
@@ -800,7 +895,7 @@ class Trainer:
         if self.env.main:
             if self.cfg.recalibrate:
                 recalibrate_batch_norm(model, self.train_x[:self.cfg.recalibrate_images],
-                                       self.levels)
+                                       self.levels, dequantizer=self.dequantizer)
             bpd = self.evaluate(model, self.val_x if on_val else self.test_x)
         if self.env.any(torch.tensor(not math.isfinite(bpd), device=self.device)):
             self._stop(self._not_finite_eval(bpd))
@@ -823,6 +918,8 @@ class Trainer:
         if on_val and (self.best is None or bpd < self.best["bpd"]):
             self.best = {"bpd": bpd, "step": self.step,
                          "state": copy.deepcopy(model.state_dict())}
+            if self.dequantizer is not None:  # the bound was measured with this q
+                self.best["dequantizer"] = copy.deepcopy(self.dequantizer.state_dict())
         self._write_samples()
         if self.out and self.cfg.plots:
             plot_metrics(self.out)
@@ -875,6 +972,8 @@ class Trainer:
                      "config": {**asdict(self.cfg), "batch_size": self.batch}}
             if self.ema is not None:
                 state["ema"] = self.ema.state_dict()
+            if self.dequantizer is not None:
+                state["dequantizer"] = self.dequantizer.state_dict()
             if self.best is not None:
                 state["best"] = self.best
             save_checkpoint(self.out / CHECKPOINT_NAME, state)
@@ -883,7 +982,7 @@ class Trainer:
     def _require_finite_weights(self) -> None:
         """Never write NaN/inf weights over a good checkpoint (an optimizer step can blow up
         with a finite loss and gradient, e.g. with a huge learning rate)."""
-        models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        models = self._trained_modules() + ([self.ema.module] if self.ema is not None else [])
         tensors = [t for m in models for t in m.state_dict().values() if t.is_floating_point()]
         finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
         if self.env.any(~finite):
@@ -902,6 +1001,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.ema is not None and "ema" in ckpt:
             self.ema.load_state_dict(ckpt["ema"])
+        if self.dequantizer is not None:
+            self.dequantizer.load_state_dict(ckpt["dequantizer"])
         self.best = ckpt.get("best")
         self._restore_random_state(ckpt)
         self.step = self.last_ckpt_step = int(ckpt["step"])
@@ -959,6 +1060,8 @@ class Trainer:
         test_bpd = self.history["eval_bpd"][-1] if self.history["eval_bpd"] else None
         if self.best is not None:
             model.load_state_dict(self.best["state"])
+            if "dequantizer" in self.best:
+                self.dequantizer.load_state_dict(self.best["dequantizer"])
         # with a validation split: the only look at the test split; without one, when
         # nothing was evaluated (a finished run resumed: nothing left to train)
         if self.env.main and (len(self.val_x) or test_bpd is None):
@@ -974,19 +1077,25 @@ class Trainer:
                    "best_val_bpd": self.best["bpd"] if self.best else None,
                    "best_step": self.best["step"] if self.best else None,
                    "params": sum(p.numel() for p in self.model.parameters()),
+                   "norm": self.cfg.norm, "invconv": self.cfg.invconv,
+                   "dequant": self.cfg.dequant, "dequantizer_params": sum(
+                       p.numel() for m in self._trained_modules()[1:] for p in m.parameters()),
                    "ranks": ranks, "ranks_in_sync": len({r["fingerprint"] for r in ranks}) == 1,
                    "wall_s": wall, "mean_img_per_s": self.images_seen / max(wall, 1e-9)}
         if self.out and self.env.main:
             (self.out / "summary.json").write_text(_to_json(summary, indent=1))
             if self.cfg.plots and read_metrics(self.out):
                 plot_metrics(self.out)
-        return TrainResult(model.eval(), summary, self.history)
+        if self.dequantizer is not None:
+            self.dequantizer.eval()
+        return TrainResult(model.eval(), summary, self.history, self.dequantizer)
 
 
 # Settings that define a run: its data, their split and order, the model, what a step and
 # an epoch are. Changed on resume they would not continue the run but start another from
 # the middle of the first (another batch size even moves the epoch counter backwards).
-RUN_DEFINING = ("dataset", "preset", "batch_size", "seed", "val_fraction", "limit_train", "ema")
+RUN_DEFINING = ("dataset", "preset", "batch_size", "seed", "val_fraction", "limit_train", "ema",
+                "norm", "invconv", "dequant")
 
 
 def _run_defining(config: dict[str, Any]) -> dict[str, Any]:
@@ -999,8 +1108,13 @@ def _run_defining(config: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+# run-defining settings added later: a checkpoint without them was trained with these
+_LATER_DEFAULTS = {"norm": "batch", "invconv": False, "dequant": "uniform"}
+
+
 def _refuse_changed_settings(path: Path, saved: dict[str, Any], cfg: Config) -> None:
     """ValueError naming every run-defining setting that differs from the checkpoint's."""
+    saved = {**_LATER_DEFAULTS, **saved}
     old, new = _run_defining(saved), _run_defining(asdict(cfg))
     changed = [k for k in RUN_DEFINING if k in saved and old[k] != new[k]]
     if changed:
@@ -1079,6 +1193,20 @@ def _add_optimization_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recalibrate", action="store_true",
                    help="recompute batch-norm running statistics from training images before "
                         "every evaluation")
+    p.add_argument("--dequant", choices=DEQUANTS, default="uniform",
+                   help="uniform: the paper's noise u ~ U[0,1); variational: noise from a "
+                        "learned q(u|x) trained with the flow (Flow++), bits/dim of the bound")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """Glow's layers in the preset's model (issue 12: what came after Real NVP)."""
+    p.add_argument("--norm", choices=NORMS, default="batch",
+                   help="the normalization flow after each coupling: batch (the paper's batch"
+                        " norm) or actnorm (Glow's, initialized from the first batch); the "
+                        "s/t networks keep their batch norms")
+    p.add_argument("--invconv", action="store_true",
+                   help="Glow's invertible 1x1 convolution before every coupling on a squeezed"
+                        " tensor (channel-wise couplings and the final scale)")
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -1110,8 +1238,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         " number of processes (another device type or number of processes "
                         "reseeds the noise: not bit for bit). Refused, naming old and new "
                         "value: --dataset, --preset, --batch-size, --seed, --val-fraction, "
-                        "--limit-train, --ema on/off. A damaged checkpoint is neither loaded "
-                        "nor overwritten: see --resume-from-previous")
+                        "--limit-train, --ema on/off, --norm, --invconv, --dequant. A "
+                        "damaged checkpoint is neither loaded nor overwritten: see "
+                        "--resume-from-previous")
     p.add_argument("--resume-from-previous", action="store_true",
                    help="as --resume, but if OUT/checkpoint.pt is damaged, keep it as "
                         "checkpoint.pt.damaged and continue from the previous good checkpoint"
@@ -1162,6 +1291,7 @@ def _parser() -> argparse.ArgumentParser:
                     "bits/dim. Multi-GPU: torchrun --nproc_per_node=N -m nvp_edu.train ...",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_run_args(p)
+    _add_model_args(p)
     _add_optimization_args(p)
     _add_output_args(p)
     return p

@@ -51,3 +51,14 @@ def test_torchrun_two_ranks_stay_in_sync_and_rank0_writes_once(tmp_path):
     # each rank drew its own noise: the two saved generator states differ
     g0, g1 = (s["generators"]["aug"] for s in ckpt["rng_per_rank"])
     assert not torch.equal(g0, g1)
+
+
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
+def test_actnorm_initializes_the_same_on_every_rank(tmp_path):
+    # each rank sees other images: without averaging the init over ranks, the replicas'
+    # actnorm parameters would differ from the first step on
+    out = tmp_path / "ddp"
+    r = _torchrun(out, "--max-steps", "2", "--norm", "actnorm", "--invconv")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["norm"] == "actnorm" and summary["ranks_in_sync"], summary["ranks"]
