@@ -2,8 +2,7 @@
 invertible 1x1 convolution from its LU factors, and the importance-weighted estimate of
 Flow++.
 
-``HINTS`` gives one hint per exercise (read by ``nvp_edu.exercises.hint`` where that helper
-exists; a notebook can also print ``HINTS[name]``).
+``HINTS`` gives one hint per exercise (read by ``nvp_edu.exercises.hint``).
 
 Example:
     >>> from nvp_edu.exercises import check
@@ -18,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from . import Exercise, register
+from . import Exercise, Question, register, register_question
 
 HINTS = {
     "actnorm_log_det": (
@@ -168,4 +167,26 @@ register(Exercise(
         lambda lp, lq: -(lp - lq).max(0).values,
         _mutates_log_p__iw,
     ],
+))
+
+
+register_question(Question(
+    name="iw_versus_bound", topic="successors",
+    choices={
+        "a": "above the variational bound",
+        "b": "below it, or equal",
+        "c": "it depends on the images",
+    },
+    correct="b",
+    why=("log is concave, so log of the mean of p_k / q_k is at least the mean of the logs "
+         "(Jensen): the importance-weighted estimate is never above the bound computed from "
+         "the same K draws, and equals it only when every draw gives the same p_k / q_k. "
+         "Section 5's table shows it: every IW figure is below its bound."),
+    hint="Compare -log(mean of w_k) with mean of (-log w_k) for positive weights w_k = "
+         "p_k / q_k: which is larger, for a concave log?",
+    feedback={
+        "a": "that would make the IW estimate a looser bound than the ELBO; Jensen says the "
+             "opposite for the concave log.",
+        "c": "Jensen's inequality holds for every image and every set of draws.",
+    },
 ))
