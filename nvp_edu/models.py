@@ -63,7 +63,39 @@ class _Density(Flow):
             self.train(was_training)
 
 
-class RealNVP2D(_Density):
+class VectorFlow(_Density):
+    """A density on vectors of size ``dim``: a stack of couplings ``self.flow`` and a
+    standard-normal prior. Subclasses build ``self.flow``; this class checks shapes and
+    runs it (shared by :class:`RealNVP2D` and ``nvp_edu.splines.SplineFlow2D``)."""
+
+    dim: int
+    flow: Sequential
+
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+    def _check(self, x: Tensor) -> None:
+        name = type(self).__name__
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"{name}(dim={self.dim}) needs input of shape (N, {self.dim}); "
+                             f"got shape {tuple(x.shape)}")
+        check_input(x, self, name)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x)
+        return self.flow(x)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        self._check(z)
+        return self.flow.inverse(z)
+
+    def trajectory(self, x: Tensor) -> list[Tensor]:
+        """Input and the output of every coupling, for layer-by-layer warp figures."""
+        self._check(x)
+        return self.flow.trajectory(x)
+
+
+class RealNVP2D(VectorFlow):
     """Real NVP for vectors: ``num_couplings`` affine couplings with alternating masks.
 
     Example:
@@ -82,27 +114,6 @@ class RealNVP2D(_Density):
             for i in range(num_couplings)
         ])
 
-    def event_shape(self) -> tuple[int, ...]:
-        return (self.dim,)
-
-    def _check(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"RealNVP2D(dim={self.dim}) needs input of shape (N, {self.dim}); "
-                             f"got shape {tuple(x.shape)}")
-        check_input(x, self, "RealNVP2D")
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(x)
-        return self.flow(x)
-
-    def inverse(self, z: Tensor) -> Tensor:
-        self._check(z)
-        return self.flow.inverse(z)
-
-    def trajectory(self, x: Tensor) -> list[Tensor]:
-        """Input and the output of every coupling, for layer-by-layer warp figures."""
-        self._check(x)
-        return self.flow.trajectory(x)
 
 
 NORMS = ("batch", "actnorm")

@@ -63,7 +63,7 @@ from torch import Tensor
 
 from .base import Flow, Sequential, check_input, sum_except_batch
 from .masks import alternating_vector_mask
-from .models import _Density
+from .models import VectorFlow
 from .nets import MLP
 
 MIN_BIN_WIDTH = 1e-3   # as a fraction of 2B: no bin narrower than this
@@ -231,7 +231,7 @@ class SplineCoupling(Flow):
         return self._transform(y, inverse=True)[0]
 
 
-class SplineFlow2D(_Density):
+class SplineFlow2D(VectorFlow):
     """A density model of vectors from spline couplings with alternating masks.
 
     The same interface as :class:`~nvp_edu.models.RealNVP2D` (``forward``, ``inverse``,
@@ -256,25 +256,3 @@ class SplineFlow2D(_Density):
                            bins=bins, bound=bound)
             for i in range(num_couplings)
         ])
-
-    def event_shape(self) -> tuple[int, ...]:
-        return (self.dim,)
-
-    def _check(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"SplineFlow2D(dim={self.dim}) needs input of shape "
-                             f"(N, {self.dim}); got shape {tuple(x.shape)}")
-        check_input(x, self, "SplineFlow2D")
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(x)
-        return self.flow(x)
-
-    def inverse(self, z: Tensor) -> Tensor:
-        self._check(z)
-        return self.flow.inverse(z)
-
-    def trajectory(self, x: Tensor) -> list[Tensor]:
-        """Input and the output of every coupling, for layer-by-layer warp figures."""
-        self._check(x)
-        return self.flow.trajectory(x)

@@ -23,3 +23,18 @@ def perturb(module: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
         for p in module.parameters():
             p.add_(std * torch.randn_like(p))
     return module
+
+
+def train_a_few_steps(flow: torch.nn.Module, x: torch.Tensor, steps: int = 5) -> torch.nn.Module:
+    """Maximum-likelihood steps in training mode, then eval mode: moves every parameter,
+    weight-norm gain and batch-norm statistic (and initializes ActNorm on the first)."""
+    from nvp_edu.prior import standard_normal_log_prob
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    flow.train()
+    for _ in range(steps):
+        z, ld = flow(x)
+        loss = -(standard_normal_log_prob(z) + ld).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return flow.eval()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import perturb
+from conftest import perturb, train_a_few_steps
 from nvp_edu import train as T
 from nvp_edu.actnorm import ActNorm
 from nvp_edu.base import sum_except_batch
@@ -23,18 +23,6 @@ from nvp_edu.prior import standard_normal_log_prob
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-def train_a_few_steps(flow: nn.Module, x: torch.Tensor, steps: int = 5) -> nn.Module:
-    """Maximum-likelihood steps in training mode (the first one initializes ActNorm)."""
-    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
-    flow.train()
-    for _ in range(steps):
-        z, ld = flow(x)
-        loss = -(standard_normal_log_prob(z) + ld).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return flow.eval()
 
 
 def _data(shape):

@@ -6,13 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import perturb
+from conftest import perturb, train_a_few_steps
 from nvp_edu.checks import check_flow
 from nvp_edu.flows import AdditiveCoupling, AffineCoupling, BatchNormFlow, Sequential, Squeeze
 from nvp_edu.mask_study import top_half_mask
 from nvp_edu.masks import alternating_vector_mask, channel_mask, checkerboard_mask
 from nvp_edu.nets import ResNet
-from nvp_edu.prior import standard_normal_log_prob
 
 
 def _net(in_channels: int, out_channels: int) -> ResNet:
@@ -27,18 +26,6 @@ def image_coupling(kind: str, channels: int, invert: bool, cls=AffineCoupling, s
     half = channels // 2
     return cls(channel_mask(channels, invert), _net(half, per_out * half))
 
-
-def train_a_few_steps(flow: nn.Module, x: torch.Tensor, steps: int = 5) -> nn.Module:
-    """Maximum-likelihood steps: moves weights, weight-norm gains and batch-norm statistics."""
-    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
-    flow.train()
-    for _ in range(steps):
-        z, ld = flow(x)
-        loss = -(standard_normal_log_prob(z) + ld).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return flow.eval()
 
 
 CASES = ([(AffineCoupling, "checkerboard", c, inv) for c in (1, 2, 3, 4, 6) for inv in (0, 1)]
