@@ -715,11 +715,11 @@ class Trainer:
         # --dequant variational: q(u|x) is trained with the flow, by the same optimizer
         self.dequantizer = (build_dequantizer(C, self.levels).to(self.device)
                             if self.cfg.dequant == "variational" else None)
-        params = list(self.model.parameters())
-        if self.dequantizer is not None:
-            params += list(self.dequantizer.parameters())
+        # every trained parameter (flow, and dequantizer if any), listed once: the optimizer
+        # and the gradient clip of each step share this list
+        self.params = [p for m in self._trained_modules() for p in m.parameters()]
         # the official optimizer: Adam with default betas; no weight decay (L2 is in the loss)
-        self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
+        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr)
         self.l2_params = l2_parameters(self.model)  # looked up once, not every step
         self.ema = None
         if self.cfg.ema:
@@ -806,8 +806,7 @@ class Trainer:
                        self.channels_last, self.deq_net).mean()
         loss = nll + self.cfg.l2 * l2_penalty(self.l2_params).to(nll.device)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            [p for m in self._trained_modules() for p in m.parameters()], self.cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         # one device-to-host sync per step: the guard must know before optimizer.step()
         bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
         if self.env.any(bad):
