@@ -44,7 +44,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from toy2d import DEFAULT_LR  # noqa: E402  (the affine model's learning rates)
+from toy2d import DEFAULTS  # noqa: E402  (the affine model's learning rates)
 
 from nvp_edu.config import seed_everything  # noqa: E402
 from nvp_edu.models import RealNVP2D  # noqa: E402
@@ -80,13 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         toy = get_toy(name)
         data = make_splits(toy, n_train=args.n_train, n_val=10, seed=args.seed)
         row = {"true_density_test_nll": round(-toy.log_prob(data.test).mean().item(), 4),
-               "lr": DEFAULT_LR[name]}
+               "lr": DEFAULTS[name]["lr"]}
         for kind in ("affine", "spline"):
             seed_everything(args.seed)
             model = build(kind, args)
             start = time.perf_counter()
             density, _ = fit_density(model, data.train, steps=args.steps,
-                                     batch_size=args.batch_size, lr=DEFAULT_LR[name],
+                                     batch_size=args.batch_size, lr=DEFAULTS[name]["lr"],
                                      seed=args.seed, progress=False)
             row[kind] = {"test_nll": round(nll(density, data.test), 4),
                          "params": sum(p.numel() for p in model.parameters()),

@@ -3,7 +3,7 @@
     from nvp_edu.flows import Flow, Sequential, AffineCoupling, AdditiveCoupling, Squeeze, BatchNormFlow
 
 Each lives in the module named after its concept (``coupling.py``, ``squeeze.py``,
-``batchnorm.py``, and Glow's ``actnorm.py`` and ``invconv.py``); this file only gathers
+``batchnorm.py``, ``rotation.py``, and Glow's ``actnorm.py`` and ``invconv.py``); this file only gathers
 them.
 """
 from .actnorm import ActNorm
@@ -11,7 +11,8 @@ from .base import Flow, Sequential, sum_except_batch
 from .batchnorm import BatchNormFlow
 from .coupling import AdditiveCoupling, AffineCoupling
 from .invconv import InvConv1x1
+from .rotation import Rotation
 from .squeeze import Squeeze
 
 __all__ = ["Flow", "Sequential", "AffineCoupling", "AdditiveCoupling", "Squeeze",
-           "BatchNormFlow", "ActNorm", "InvConv1x1", "sum_except_batch"]
+           "BatchNormFlow", "ActNorm", "InvConv1x1", "Rotation", "sum_except_batch"]

@@ -16,7 +16,8 @@ from .batchnorm import BatchNormFlow
 from .coupling import AffineCoupling
 from .invconv import InvConv1x1
 from .masks import alternating_vector_mask, channel_mask, checkerboard_mask
-from .nets import ResNet
+from .nets import MLP, ResNet
+from .rotation import Rotation
 from .prior import standard_normal_log_prob, standard_normal_sample
 from .squeeze import Squeeze, factor_out_order
 
@@ -98,22 +99,36 @@ class VectorFlow(_Density):
 class RealNVP2D(VectorFlow):
     """Real NVP for vectors: ``num_couplings`` affine couplings with alternating masks.
 
+    Each coupling's ``s, t`` network is an MLP with ``mlp_depth`` hidden layers of ``hidden``
+    units. With ``rotation`` (degrees, 2-D only) a fixed :class:`~nvp_edu.rotation.Rotation`
+    of the plane follows every second coupling, so that later couplings act along new
+    directions, not only the two axes (log-det 0, no parameters; not in the paper, which
+    only alternates the masks).
+
     Example:
         >>> model = RealNVP2D(num_couplings=4, hidden=32)
         >>> x = torch.randn(8, 2)
         >>> z, log_det = model(x)
         >>> torch.allclose(model.inverse(z), x, atol=1e-5), model.log_prob(x).shape
         (True, torch.Size([8]))
+        >>> len(RealNVP2D(num_couplings=4, hidden=8, rotation=45.0).flow)  # 4 couplings, 1 rotation
+        5
     """
 
-    def __init__(self, dim: int = 2, num_couplings: int = 8, hidden: int = 128) -> None:
+    def __init__(self, dim: int = 2, num_couplings: int = 8, hidden: int = 128,
+                 mlp_depth: int = 2, rotation: float = 0.0) -> None:
         super().__init__()
+        if rotation and dim != 2:
+            raise ValueError(f"rotation mixes the two coordinates of the plane: it needs dim=2; "
+                             f"got dim={dim}")
         self.dim = dim
-        self.flow = Sequential(*[
-            AffineCoupling(alternating_vector_mask(dim, invert=i % 2 == 1), hidden=hidden)
-            for i in range(num_couplings)
-        ])
-
+        layers: list[Flow] = []
+        for i in range(num_couplings):
+            if rotation and i > 0 and i % 2 == 0:  # after each pair (one move along each axis)
+                layers.append(Rotation(rotation))
+            net = MLP(dim, 2 * dim, hidden=hidden, depth=mlp_depth)
+            layers.append(AffineCoupling(alternating_vector_mask(dim, invert=i % 2 == 1), net))
+        self.flow = Sequential(*layers)
 
 
 NORMS = ("batch", "actnorm")
