@@ -64,7 +64,8 @@ def _relative_text(text: str, root: Path) -> str:
 
 
 def _clean_stream_list(outputs: list) -> list:
-    """Drop tqdm's warning and whitespace-only stream outputs (progress-bar debris).
+    """Drop tqdm's warning and whitespace-only stream outputs (progress-bar debris), join
+    adjacent outputs of the same stream, and keep only the last state of a redrawn line.
 
     A whitespace-only output holding newlines (tqdm's "\\n" closing a bar) is folded into the
     stream output just before it, if that is the same stream: renderers join adjacent stream
@@ -83,8 +84,28 @@ def _clean_stream_list(outputs: list) -> list:
                 if newlines and same_stream:
                     prev["text"] += "\n" * newlines
                 continue
+        prev = kept[-1] if kept else None
+        if (out.get("output_type") == "stream" and prev is not None
+                and prev.get("output_type") == "stream" and prev.get("name") == out.get("name")):
+            prev["text"] += out["text"]  # renderers join adjacent outputs of one stream anyway
+            continue
         kept.append(out)
+    for out in kept:
+        if out.get("output_type") == "stream":
+            out["text"] = _resolve_carriage_returns(out["text"])
     return kept
+
+
+def _resolve_carriage_returns(text: str) -> str:
+    """Keep, on each line, what a terminal shows: the last non-blank segment after a "\r"
+    (a progress bar redraws itself with "\r" hundreds of times; only its last state shows)."""
+    if "\r" not in text:
+        return text
+    resolved = []
+    for line in text.split("\n"):
+        segments = [seg for seg in line.split("\r") if seg.strip()]
+        resolved.append(segments[-1] if segments else "")
+    return "\n".join(resolved)
 
 
 def _output_texts(out: nbformat.NotebookNode) -> list[tuple[Any, Any]]:

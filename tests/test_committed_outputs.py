@@ -110,12 +110,12 @@ def test_execute_script_cleans_outputs():
     assert clean_outputs(nb, root) == []
     outs = nb.cells[0].outputs
     assert [o.get("text") for o in outs if o.output_type == "stream"] == [
-        "\rfit:   0%|  | 0/2",
-        "\rfit: 100%|##| 2/2\n",          # the closing newline folded in, the clear dropped
+        "fit: 100%|##| 2/2\n",  # joined, redraws resolved to the last, the clear dropped
         "saved to runs/a.pt\n\n",
         "site-packages/torch/x.py:3: UserWarning: careful\n",
     ]
-    assert outs[3].data["text/plain"] == "PosixPath('.')"
+    result = [o for o in outs if o.output_type == "execute_result"]
+    assert result[0].data["text/plain"] == "PosixPath('.')"
     nbformat.validate(nb)
     # a path outside the project cannot be made relative: reported, not hidden
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[

@@ -350,7 +350,7 @@ def check_leak_bound(answer: float, p_gap: float, q_gap: float) -> bool | None:
     if not _is_number(answer):
         return _verdict(name, False, f"the answer should be a number, got {answer!r}.")
     if not (0 <= p_gap < 1 and 0 < q_gap < 1):
-        return _verdict(name, False, "pass the shares as fractions in [0, 1) (17.52% is 0.1752), "
+        return _verdict(name, False, "pass the shares as fractions in [0, 1) (6.07% is 0.0607), "
                         f"got p_gap={p_gap!r}, q_gap={q_gap!r}.")
     truth, a = leak_bound(p_gap, q_gap), float(answer)
     if abs(a - truth) <= 0.005:
