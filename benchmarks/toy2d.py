@@ -132,9 +132,8 @@ get much closer in fewer steps (``benchmarks/splines2d.py``).
 Circles, same day, seed 0, validation gap (test gap), seconds with 2 other jobs on the 2
 cores: the default (8 couplings, MLP depth 2, lr 2e-3, 4,000 steps) 0.092 (0.090), 74 s;
 16 couplings, lr 3e-3, 8,000 steps 0.232 (0.239), 223 s; MLP depth 3, lr 2e-3, 6,000
-steps 0.423 (0.429), 134 s. The recipes that helped the other toys hurt here (one seed
-each: the flow has to pass one ring through the other, and runs differ a lot), so the
-circles default stays.
+steps 0.423 (0.429), 134 s. The recipes that helped the other toys did worse here (one
+seed each: a choice of recipe, not a measured comparison), so the circles default stays.
 """
 from __future__ import annotations
 
