@@ -227,7 +227,7 @@ class TrainResult:
     model: nn.Module  # the selected model (the EMA if on; best on validation if split), eval mode
     summary: dict[str, Any]  # also written to summary.json
     history: dict[str, list[float]] = field(default_factory=dict)  # this session's curves
-    dequantizer: nn.Module | None = None  # the trained q(u|x) of --dequant variational
+    dequantizer: nn.Module | None = None  # q(u|x) of --dequant variational (its EMA if on)
 
     def __getitem__(self, key: str) -> Any:  # result["test_bpd"] reads the summary
         return self.summary[key]
@@ -723,8 +723,13 @@ class Trainer:
         self.l2_params = l2_parameters(self.model)  # looked up once, not every step
         self.ema = None
         if self.cfg.ema:
+            # with a variational dequantizer the flow and q(u|x) are averaged together, so an
+            # evaluation pairs the averaged flow with the averaged q it was trained beside
+            self._ema_source = (self.model if self.dequantizer is None else
+                                nn.ModuleDict({"flow": self.model, "dequantizer": self.dequantizer}))
             self.ema = torch.optim.swa_utils.AveragedModel(
-                self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.cfg.ema),
+                self._ema_source,
+                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.cfg.ema),
                 use_buffers=True)
         # dequantization noise and flips: one generator per rank, on the data's device
         self.aug = torch.Generator(device=self.device).manual_seed(
@@ -752,7 +757,16 @@ class Trainer:
     @property
     def eval_model(self) -> nn.Module:
         """What is evaluated, sampled and selected: the EMA of the weights if on."""
-        return self.ema.module if self.ema is not None else self.model
+        if self.ema is None:
+            return self.model
+        return self.ema.module["flow"] if self.dequantizer is not None else self.ema.module
+
+    @property
+    def eval_dequantizer(self) -> nn.Module | None:
+        """The dequantizer that goes with :attr:`eval_model`: its EMA if the EMA is on."""
+        if self.ema is None or self.dequantizer is None:
+            return self.dequantizer
+        return self.ema.module["dequantizer"]
 
     # ---- the loop ----
     def run(self) -> TrainResult:
@@ -823,7 +837,7 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update_parameters(self.model)
+            self.ema.update_parameters(self._ema_source)
         return {"loss": loss.detach(), "nll": nll.detach(), "grad_norm": grad_norm}
 
     def _save_batch_norm_state(self) -> list[tuple[list[Tensor], list[Tensor]]]:
@@ -871,14 +885,15 @@ class Trainer:
     def evaluate(self, model: nn.Module, x: Tensor) -> float:
         """Mean bits/dim of ``x`` in eval mode; the same noise at every evaluation (with a
         variational dequantizer: bits/dim of the variational bound)."""
-        modules = [model] + ([self.dequantizer] if self.dequantizer is not None else [])
+        dequantizer = self.eval_dequantizer if model is self.eval_model else self.dequantizer
+        modules = [model] + ([dequantizer] if dequantizer is not None else [])
         for m in modules:
             m.eval()
         g = torch.Generator(device=self.device).manual_seed(12345)
         total = 0.0
         for xb in x.split(4 * self.batch):
             total += float(model_bpd(model, xb, self.levels, g, self.autocast,
-                                     self.channels_last, self.dequantizer).sum())
+                                     self.channels_last, dequantizer).sum())
         for m in modules:
             m.train()
         return total / len(x)
@@ -894,7 +909,7 @@ class Trainer:
         if self.env.main:
             if self.cfg.recalibrate:
                 recalibrate_batch_norm(model, self.train_x[:self.cfg.recalibrate_images],
-                                       self.levels, dequantizer=self.dequantizer)
+                                       self.levels, dequantizer=self.eval_dequantizer)
             bpd = self.evaluate(model, self.val_x if on_val else self.test_x)
         if self.env.any(torch.tensor(not math.isfinite(bpd), device=self.device)):
             self._stop(self._not_finite_eval(bpd))
@@ -918,7 +933,7 @@ class Trainer:
             self.best = {"bpd": bpd, "step": self.step,
                          "state": copy.deepcopy(model.state_dict())}
             if self.dequantizer is not None:  # the bound was measured with this q
-                self.best["dequantizer"] = copy.deepcopy(self.dequantizer.state_dict())
+                self.best["dequantizer"] = copy.deepcopy(self.eval_dequantizer.state_dict())
         self._write_samples()
         if self.out and self.cfg.plots:
             plot_metrics(self.out)
@@ -988,6 +1003,21 @@ class Trainer:
             self._stop(f"the weights are not finite after step {self.step} (the optimizer "
                        "step blew up, e.g. a learning rate far too high): they were NOT saved")
 
+    def _ema_state_of(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A checkpoint's EMA state in this run's layout. Checkpoints of --dequant variational
+        written before the dequantizer was averaged too hold the flow's average only: it is
+        kept, and the dequantizer's average starts from its checkpointed weights."""
+        if self.dequantizer is None or any(k.startswith("module.flow.") for k in state):
+            return state
+        if self.env.main:
+            print("--resume: this checkpoint's EMA averages the flow only (an earlier version); "
+                  "the dequantizer's average starts from its current weights", file=sys.stderr)
+        new = {("module.flow." + k[len("module."):] if k.startswith("module.") else k): v
+               for k, v in state.items()}
+        new.update({"module.dequantizer." + k: v.clone()
+                    for k, v in self.dequantizer.state_dict().items()})
+        return new
+
     def _resume(self) -> None:
         path = self.out / CHECKPOINT_NAME if self.out else None
         if path is None or not path.is_file():
@@ -998,10 +1028,10 @@ class Trainer:
         _refuse_changed_settings(path, ckpt["config"], self.cfg)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.ema is not None and "ema" in ckpt:
-            self.ema.load_state_dict(ckpt["ema"])
         if self.dequantizer is not None:
             self.dequantizer.load_state_dict(ckpt["dequantizer"])
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.load_state_dict(self._ema_state_of(ckpt["ema"]))
         self.best = ckpt.get("best")
         self._restore_random_state(ckpt)
         self.step = self.last_ckpt_step = int(ckpt["step"])
@@ -1060,7 +1090,7 @@ class Trainer:
         if self.best is not None:
             model.load_state_dict(self.best["state"])
             if "dequantizer" in self.best:
-                self.dequantizer.load_state_dict(self.best["dequantizer"])
+                self.eval_dequantizer.load_state_dict(self.best["dequantizer"])
         # with a validation split: the only look at the test split; without one, when
         # nothing was evaluated (a finished run resumed: nothing left to train)
         if self.env.main and (len(self.val_x) or test_bpd is None):
@@ -1085,9 +1115,10 @@ class Trainer:
             (self.out / "summary.json").write_text(_to_json(summary, indent=1))
             if self.cfg.plots and read_metrics(self.out):
                 plot_metrics(self.out)
-        if self.dequantizer is not None:
-            self.dequantizer.eval()
-        return TrainResult(model.eval(), summary, self.history, self.dequantizer)
+        dequantizer = self.eval_dequantizer
+        if dequantizer is not None:
+            dequantizer.eval()
+        return TrainResult(model.eval(), summary, self.history, dequantizer)
 
 
 # Settings that define a run: its data, their split and order, the model, what a step and

@@ -389,3 +389,53 @@ def test_trainer_with_the_real_variational_dequantizer(tmp_path):
     assert ckpt["dequantizer"].keys() == fresh.state_dict().keys()
     summary = T.read_metrics(tmp_path / "run")[-1]
     assert math.isfinite(summary["test_bpd"])
+
+
+def test_ema_averages_the_variational_dequantizer_too(stand_in_vardeq):
+    """With --ema, evaluation pairs the averaged flow with the averaged q(u|x), not the raw q."""
+    cfg = T.Config(dataset="digits", preset="tiny", out=None, max_steps=4, batch_size=16,
+                   limit_train=64, limit_test=32, dequant="variational", ema=0.5,
+                   progress=False, plots=False)
+    T._validate(cfg)
+    trainer = T.Trainer(cfg, T._Dist("cpu"))
+    result = trainer.run()
+    averaged, raw = trainer.ema.module["dequantizer"], trainer.dequantizer
+    assert result.dequantizer is averaged and trainer.eval_dequantizer is averaged
+    assert result.model is trainer.ema.module["flow"]
+    assert not torch.equal(averaged.a, raw.a)  # an average of 4 steps, not the last weights
+    assert not torch.equal(averaged.a, torch.zeros(1))  # and q was trained
+    # the reported figure is the averaged flow with the averaged q
+    assert trainer.evaluate(trainer.eval_model, trainer.test_x) == result.summary["test_bpd"]
+    assert trainer.evaluate(trainer.model, trainer.test_x) != result.summary["test_bpd"]
+
+
+def test_ema_with_variational_dequantizer_resumes_exactly(tmp_path, stand_in_vardeq):
+    deq = ["--dequant", "variational", "--ema", "0.5", "--seed", "3"]
+    assert _run(tmp_path / "straight", *deq, "--max-steps", "6") == 0
+    assert _run(tmp_path / "split", *deq, "--max-steps", "3") == 0
+    assert _run(tmp_path / "split", *deq, "--max-steps", "6", "--resume") == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert same_training_state(a, b)
+    assert any(k.startswith("module.dequantizer.") for k in a["ema"])
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+
+
+def test_resume_of_an_older_flow_only_ema_checkpoint(tmp_path, stand_in_vardeq, capsys):
+    """Checkpoints written when the EMA averaged the flow only still resume: the flow's
+    average is kept, the dequantizer's starts from its checkpointed weights."""
+    from nvp_edu.checkpoint import save_checkpoint
+    deq = ["--dequant", "variational", "--ema", "0.5", "--seed", "3"]
+    assert _run(tmp_path / "run", *deq, "--max-steps", "3") == 0
+    path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    old = {("module." + k[len("module.flow."):] if k.startswith("module.flow.") else k): v
+           for k, v in ckpt["ema"].items() if not k.startswith("module.dequantizer.")}
+    ckpt["ema"] = old
+    save_checkpoint(path, ckpt)
+    capsys.readouterr()
+    assert _run(tmp_path / "run", *deq, "--max-steps", "5", "--resume") == 0
+    assert "averages the flow only" in capsys.readouterr().err
+    new = load_checkpoint(path)["ema"]
+    assert int(new["n_averaged"]) == 5  # the flow's average went on from step 3
+    assert any(k.startswith("module.dequantizer.") for k in new)
