@@ -254,13 +254,18 @@ def _run(out, *extra):
     return T.main([*SMALL, "--out", str(out), *extra])
 
 
+def _straight_and_resumed(tmp_path, *options):
+    """The checkpoints of 6 steps in one go and of 3 steps, stopped, then resumed to 6."""
+    assert _run(tmp_path / "straight", *options, "--max-steps", "6") == 0
+    assert _run(tmp_path / "split", *options, "--max-steps", "3") == 0
+    assert _run(tmp_path / "split", *options, "--max-steps", "6", "--resume") == 0
+    return (load_checkpoint(tmp_path / "straight" / "checkpoint.pt"),
+            load_checkpoint(tmp_path / "split" / "checkpoint.pt"))
+
+
 def test_trainer_glow_options_resume_exactly_and_are_run_defining(tmp_path, capsys):
     glow = ["--norm", "actnorm", "--invconv", "--seed", "2"]
-    assert _run(tmp_path / "straight", *glow, "--max-steps", "6") == 0
-    assert _run(tmp_path / "split", *glow, "--max-steps", "3") == 0
-    assert _run(tmp_path / "split", *glow, "--max-steps", "6", "--resume") == 0
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
-    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    a, b = _straight_and_resumed(tmp_path, *glow)
     # a second data-dependent init after the resume would end elsewhere
     assert same_training_state(a, b)
     assert a["config"]["norm"] == "actnorm" and a["config"]["invconv"] is True
@@ -347,11 +352,7 @@ def test_variational_dequantizer_adds_log_q_to_the_nll(stand_in_vardeq):
 def test_trainer_trains_the_variational_dequantizer_and_resumes_exactly(tmp_path,
                                                                          stand_in_vardeq):
     deq = ["--dequant", "variational", "--seed", "1", "--val-fraction", "0.25"]
-    assert _run(tmp_path / "straight", *deq, "--max-steps", "6") == 0
-    assert _run(tmp_path / "split", *deq, "--max-steps", "3") == 0
-    assert _run(tmp_path / "split", *deq, "--max-steps", "6", "--resume") == 0
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
-    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    a, b = _straight_and_resumed(tmp_path, *deq)
     assert same_training_state(a, b)  # the optimizer state holds q's moments too
     assert all(torch.equal(a["dequantizer"][k], b["dequantizer"][k]) for k in a["dequantizer"])
     assert not torch.equal(a["dequantizer"]["a"], torch.zeros(1))  # q was trained
@@ -411,11 +412,7 @@ def test_ema_averages_the_variational_dequantizer_too(stand_in_vardeq):
 
 def test_ema_with_variational_dequantizer_resumes_exactly(tmp_path, stand_in_vardeq):
     deq = ["--dequant", "variational", "--ema", "0.5", "--seed", "3"]
-    assert _run(tmp_path / "straight", *deq, "--max-steps", "6") == 0
-    assert _run(tmp_path / "split", *deq, "--max-steps", "3") == 0
-    assert _run(tmp_path / "split", *deq, "--max-steps", "6", "--resume") == 0
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
-    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    a, b = _straight_and_resumed(tmp_path, *deq)
     assert same_training_state(a, b)
     assert any(k.startswith("module.dequantizer.") for k in a["ema"])
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
