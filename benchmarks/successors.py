@@ -72,14 +72,6 @@ def parse_variant(name: str) -> set[str]:
     return switches
 
 
-def vardeq_available() -> bool:
-    try:
-        import nvp_edu.vardeq  # noqa: F401  (written in parallel with this benchmark)
-    except ImportError:
-        return False
-    return True
-
-
 def run_variant(args: argparse.Namespace, switches: set[str], seed: int) -> dict:
     args = argparse.Namespace(**{**vars(args), "seed": seed})
     torch.manual_seed(seed)
@@ -118,17 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.set_defaults(threads=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    has_vardeq = vardeq_available()
     out: dict = {"benchmark": "successors", "dataset": "digits (scikit-learn, 8x8, 17 levels)",
                  "budget": f"equal steps: {args.epochs} epochs of batch {args.batch_size}",
                  "seeds": list(range(args.seeds)), "test_draws": args.draws,
-                 "threads": args.threads, "variants": {}, "skipped": {}}
+                 "threads": args.threads, "variants": {}}
     start = time.perf_counter()
     for name in args.variants:
         switches = parse_variant(name)
-        if "vardeq" in switches and not has_vardeq:
-            out["skipped"][name] = "nvp_edu.vardeq is not importable"
-            continue
         runs = [run_variant(args, switches, seed) for seed in range(args.seeds)]
         out["variants"][name] = summarize(runs, args.epochs, switches, args)
         print(f"{name}: {out['variants'][name]['test_bpd']}", file=sys.stderr, flush=True)

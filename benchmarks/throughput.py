@@ -24,7 +24,6 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import nullcontext
 
 import torch
 

@@ -1,10 +1,10 @@
 """Every invertible layer of the course, under one import path.
 
-    from nvp_edu.flows import Flow, Sequential, AffineCoupling, AdditiveCoupling, Squeeze, BatchNormFlow
+    from nvp_edu.flows import Flow, Sequential, AffineCoupling, Squeeze, BatchNormFlow, ActNorm
 
 Each lives in the module named after its concept (``coupling.py``, ``squeeze.py``,
-``batchnorm.py``, ``rotation.py``, and Glow's ``actnorm.py`` and ``invconv.py``); this file only gathers
-them.
+``batchnorm.py``, ``rotation.py``, and Glow's ``actnorm.py`` and ``invconv.py``); this file
+only gathers them.
 """
 from .actnorm import ActNorm
 from .base import Flow, Sequential, sum_except_batch

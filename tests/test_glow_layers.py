@@ -383,7 +383,7 @@ def test_variational_without_the_module_is_a_clear_error(monkeypatch):
 
 
 def test_trainer_with_the_real_variational_dequantizer(tmp_path):
-    vardeq = pytest.importorskip("nvp_edu.vardeq")  # written in parallel (issue 12)
+    from nvp_edu import vardeq
     assert _run(tmp_path / "run", "--dequant", "variational", "--max-steps", "2") == 0
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     fresh = vardeq.VariationalDequantizer(1, 17)

@@ -2,15 +2,13 @@
 where each pixel goes.
 
 Example:
-    >>> import torch.nn.functional as F
-    >>> from nvp_edu.exercises import check
+    >>>     >>> from nvp_edu.exercises import check
     >>> check("unsqueeze", lambda y: F.pixel_shuffle(y, 2))  # doctest: +SKIP
     ✅ unsqueeze: correct on 3 random test cases.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import Exercise, Question, register, register_question
