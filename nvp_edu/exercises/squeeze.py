@@ -2,7 +2,8 @@
 where each pixel goes.
 
 Example:
-    >>>     >>> from nvp_edu.exercises import check
+    >>> import torch.nn.functional as F
+    >>> from nvp_edu.exercises import check
     >>> check("unsqueeze", lambda y: F.pixel_shuffle(y, 2))  # doctest: +SKIP
     ✅ unsqueeze: correct on 3 random test cases.
 """
