@@ -122,3 +122,66 @@ def test_execute_script_cleans_outputs():
         stream("stream", name="stdout", text="cache in /tmp/abc/x, see https://x.org/home/y\n")])])
     problems = clean_outputs(nb, root)
     assert len(problems) == 1 and "/tmp/abc" in problems[0]
+
+
+# nbval's cell tags (the course marks cells with tags, not with visible comments).
+CHECK_TAG, IGNORE_TAG, SKIP_TAG = "nbval-check-output", "nbval-ignore-output", "nbval-skip"
+# A number in scientific notation ("4.4e-16", "0.0e+00", "1E-7").
+SCIENTIFIC = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
+# What a stated tolerance follows: "error < 1e-12", "below 1e-10", "within 1e-9".
+TOLERANCE = re.compile(r"(<=?|\bbelow|\bwithin|\bunder|\btolerance)\s*$")
+# A decimal with more than 8 significant digits ("0.30000000000000004"): float noise shows.
+LONG_DECIMAL = re.compile(r"(?<![\w.])[-+]?\d*\.\d{9,}(?![\w.])")
+
+
+def rounding_noise(text: str) -> list[str]:
+    """Numbers in ``text`` whose digits are rounding error, which differs between CPUs.
+
+    A float below 1e-6 written in scientific notation (0 included: "0.0e+00" on one CPU is
+    "4.4e-16" on another) is the residue of a computation that is exact in theory; a decimal
+    with more than 8 significant digits prints float64's last bits.
+    """
+    found = [m.group() for m in SCIENTIFIC.finditer(text) if abs(float(m.group())) < 1e-6
+             and not TOLERANCE.search(text[max(0, m.start() - 12):m.start()])]
+    return found + [m.group() for m in LONG_DECIMAL.finditer(text)]
+
+
+def test_rounding_noise_detector():
+    assert rounding_noise("inverse max error 4.4e-16") == ["4.4e-16"]
+    assert rounding_noise("max error 0.0e+00, singular value 6.1E-18") == ["0.0e+00", "6.1E-18"]
+    assert rounding_noise("sum 0.30000000000000004") == ["0.30000000000000004"]
+    assert rounding_noise("inverse max error below 1e-06 (float64)") == []  # a stated tolerance
+    assert rounding_noise("zero up to rounding (< 1e-12 x largest), within 1e-9: True") == []
+    assert rounding_noise("error 3e-13 < 1e-12") == ["3e-13"]
+    assert rounding_noise("NLL -2.1e+08 bits, lr 1e-3, 7431.4 nats, 3.49 bits/dim, v1.2e-7x") == []
+
+
+def compared_cells(nb):
+    """(index, cell) of the code cells whose outputs nbval compares in --nbval-lax mode
+    (marked by the tag, or by nbval's older comment, which the test below forbids)."""
+    return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and
+            (CHECK_TAG in c.metadata.get("tags", []) or "# NBVAL_CHECK_OUTPUT" in c.source)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_compared_outputs_hold_no_rounding_noise(path):
+    """CI runs on Intel and AMD CPUs: what nbval compares must not depend on rounding."""
+    nb = nbformat.read(path, as_version=4)
+    cells = {i for i, _ in compared_cells(nb)}
+    noisy = [f"cell {i}: {rounding_noise(text)} in {text.strip()[:120]!r}"
+             for i, _, text in output_texts(nb) if i in cells and rounding_noise(text)]
+    assert not noisy, ("compared outputs print rounding error, which differs between CPUs: "
+                       "print a verdict against a stated tolerance instead (the exact value "
+                       f"may go in a cell that is not compared): {noisy}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_nbval_markers_are_tags_not_comments(path):
+    """A learner reads the cell, not test plumbing: nbval markers live in cell tags."""
+    nb = nbformat.read(path, as_version=4)
+    comments = [i for i, c in enumerate(nb.cells) if "NBVAL_" in c.source]
+    assert not comments, f"visible NBVAL_ comments in cells {comments}: make them cell tags"
+    both = [i for i, c in enumerate(nb.cells)
+            if {CHECK_TAG, IGNORE_TAG} <= set(c.metadata.get("tags", []))]
+    assert not both, f"cells tagged both to check and to ignore their output: {both}"
+    assert compared_cells(nb), "no cell's output is compared: the notebook checks no claim"
