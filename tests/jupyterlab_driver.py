@@ -22,6 +22,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import nbformat
 
@@ -53,6 +54,33 @@ class BrowserUnavailable(RuntimeError):
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(what: str, reason: str) -> NoReturn:
+    """Skip a test that cannot run here, saying why; in CI (``CI=true``) fail instead."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"{what} cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def require_browser(what: str) -> str:
+    """Chromium's path for the browser test ``what``, once Playwright imports (else skip/fail)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as err:
+        unavailable(what, f"Python package playwright is not installed ({err}); "
+                    "pip install -e '.[test]'")
+    try:
+        return ensure_chromium()
+    except BrowserUnavailable as err:
+        unavailable(what, str(err))
+
+
+def launch(playwright, chromium: str):
+    """Headless Chromium from ``chromium`` (never Playwright's own download)."""
+    return playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
 
 
 def course_notebooks() -> list[Path]:
@@ -364,7 +392,7 @@ def run_in_browser(jobs: list[tuple[str, list[int], float]], base_url: str, chro
     results: dict[str, NotebookRun] = {}
     queue = list(jobs)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(pw, chromium)
         try:
             drivers = [NotebookDriver(browser, base_url, k, out_dir)
                        for k in range(max(1, min(workers, len(queue))))]

@@ -42,12 +42,6 @@ def _selftest_notebooks() -> dict[str, nbformat.NotebookNode]:
     return {"_selftest_error.ipynb": error, "_selftest_hang.ipynb": hang}
 
 
-def _unavailable(reason: str):
-    if jl.in_ci():
-        pytest.fail(f"browser walkthrough cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
 def _selected(request, test_name: str, param: str) -> list[str]:
     """Parameters of ``test_name`` that this pytest session will actually run."""
     # An empty parametrization yields one placeholder item whose parameter is not a str.
@@ -59,15 +53,7 @@ def _selected(request, test_name: str, param: str) -> list[str]:
 @pytest.fixture(scope="session")
 def browser_runs(request, tmp_path_factory) -> dict[str, jl.NotebookRun]:
     """Run every selected notebook once in the browser; the tests below read the results."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as err:
-        _unavailable(f"Python package playwright is not installed ({err}); "
-                     "pip install -e '.[test]'")
-    try:
-        chromium = jl.ensure_chromium()
-    except jl.BrowserUnavailable as err:
-        _unavailable(str(err))
+    chromium = jl.require_browser("browser walkthrough")
 
     jobs = [(name, jl.expected_figure_cells(jl.NOTEBOOKS / name), TIMEOUT)
             for name in _selected(request, "test_notebook_runs_in_browser", "name")]
