@@ -1,6 +1,6 @@
-# Shared by scripts/course.sh and scripts/test.sh: make (once) and enter the virtual
-# environment. Torch goes in first, chosen on purpose (see torch_index below), so that
-# installing the project afterwards keeps it ("Requirement already satisfied").
+# Shared by scripts/course.sh, scripts/test.sh and scripts/site.sh: make (once) and enter
+# the virtual environment. Torch goes in first, chosen on purpose (see torch_index below),
+# so that installing the project afterwards keeps it ("Requirement already satisfied").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${NVP_EDU_VENV:-$ROOT/.venv}"
@@ -42,11 +42,12 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
         echo "==> installing torch (pip's default build for this machine), then the project ($1)"
         python -m pip install --quiet "$TORCH_SPEC"
     fi
-    if [ "$1" = test ]; then
-        python -m pip install --quiet -e "$ROOT[test]"
-    else
-        python -m pip install --quiet -e "$ROOT"
-    fi
+    case "$1" in
+        test) extras="[test,site]" ;;  # the suite builds the website too (tests/test_site.py)
+        site) extras="[site]" ;;
+        *) extras="" ;;
+    esac
+    python -m pip install --quiet -e "$ROOT$extras"
     python -c "import torch; print('==> torch', torch.__version__, '| CUDA build:', torch.version.cuda is not None)"
     touch "$STAMP"
 fi
