@@ -1,4 +1,4 @@
-"""scripts/_env.sh picks where torch comes from on purpose (README, "The two commands"):
+"""scripts/_env.sh picks where torch comes from on purpose (README, "The three commands"):
 an index the user names, else PyTorch's CPU-only index on a Linux machine without an
 NVIDIA GPU (PyPI's Linux torch is the multi-GB CUDA build), else pip's default."""
 from __future__ import annotations
