@@ -66,6 +66,13 @@ def test_repository_from_env_else_placeholder(tmp_path, monkeypatch):
     monkeypatch.setenv("NVP_EDU_REPO_URL", "example-user/nvp-edu-fork")
     with pytest.raises(ValueError, match="NVP_EDU_REPO_URL=https://github.com/"):
         cs.find_repository(tmp_path)
+    monkeypatch.delenv("NVP_EDU_REPO_URL")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", str(ROOT)], check=True)
+    assert cs.find_repository(tmp_path).is_placeholder  # a clone of a local folder
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "set-url", "origin",
+                    "git@github.com:example-user/nvp-edu-fork.git"], check=True)
+    assert cs.find_repository(tmp_path).url == REPO_URL
 
 
 def test_indented_formulas_become_literal_blocks():

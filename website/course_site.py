@@ -37,6 +37,7 @@ PLACEHOLDER_URL = "https://github.com/YOUR-USER/YOUR-FORK"
 HELPER_MODULES = ("nvp_edu.config", "nvp_edu.plotting", "nvp_edu.exercises")
 # The exercise topic modules hold the reference solutions: no API page spoils them.
 HIDDEN_PREFIX = "nvp_edu.exercises."
+WEB_REMOTE = re.compile(r"^(https?://|ssh://|git@)")
 LOCAL_LAB = "http://localhost:8888/lab/tree"  # where `bash scripts/course.sh` serves the repo
 
 
@@ -93,9 +94,13 @@ def normalize_remote(remote: str) -> str:
 
 
 def find_repository(root: Path = ROOT) -> Repository:
-    """The repository the pages link to: NVP_EDU_REPO_URL, else git's origin, else the placeholder."""
+    """The repository the pages link to: NVP_EDU_REPO_URL, else git's origin, else the
+    placeholder (also for an origin that is a local folder: no page can link there)."""
     branch = os.environ.get("NVP_EDU_REPO_BRANCH", "").strip() or "main"
     url = os.environ.get("NVP_EDU_REPO_URL", "").strip()
+    if url and not WEB_REMOTE.match(url):
+        raise ValueError(f"NVP_EDU_REPO_URL={url!r} is not a web or ssh git address; expected "
+                         "NVP_EDU_REPO_URL=https://github.com/<user>/<repo>")
     if not url:
         try:
             done = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"],
@@ -103,10 +108,9 @@ def find_repository(root: Path = ROOT) -> Repository:
             url = done.stdout.strip() if done.returncode == 0 else ""
         except (OSError, subprocess.TimeoutExpired):
             url = ""  # no git: the placeholder below
-    if url and not re.match(r"^(https?://|ssh://|git@)", url):
-        raise ValueError(f"repository address {url!r} is not a web or ssh git address; set "
-                         "NVP_EDU_REPO_URL=https://github.com/<user>/<repo>")
-    return Repository(normalize_remote(url) if url else PLACEHOLDER_URL, branch)
+    if url and WEB_REMOTE.match(url):
+        return Repository(normalize_remote(url), branch)
+    return Repository(PLACEHOLDER_URL, branch)
 
 
 # ---------------------------------------------------------------- the package's modules
