@@ -50,6 +50,8 @@ html_theme_options = {
     "home_page_in_toc": False,  # the title above the menu links home
     "show_navbar_depth": 1,
 }
+html_static_path = ["static"]
+html_css_files = ["course.css"]
 html_copy_source = False            # search snippets come from the pages themselves
 html_show_sourcelink = False
 html_last_updated_fmt = None

@@ -215,9 +215,9 @@ def api_link(module: str) -> str:
 
 
 def link_notebook_names(markdown: str, notebooks: list[Path]) -> str:
-    """``01_x.ipynb`` in code font -> a link to that notebook's page."""
+    """``01_x.ipynb`` in code font -> a link to that notebook's page, under its title."""
     for nb in notebooks:
-        markdown = markdown.replace(f"`{nb.name}`", doc_link(nb.stem, f"notebooks/{nb.stem}"))
+        markdown = markdown.replace(f"`{nb.name}`", f"{{doc}}`/notebooks/{nb.stem}`")
     return markdown
 
 
@@ -226,7 +226,11 @@ def home_page(readme: str, notebooks: list[Path], repo: Repository) -> str:
     title = readme.splitlines()[0].removeprefix("# ").strip()
     curriculum = link_notebook_names(readme_section(sections, "Curriculum map"), notebooks)
     toc = "\n".join(f"notebooks/{nb.stem}" for nb in notebooks)
-    return f"""# {title}
+    # The curriculum map is wide: no "Contents" column beside it.
+    return f"""---
+html_theme.sidebar_secondary.remove: true
+---
+# {title}
 
 {sections[""]}
 
