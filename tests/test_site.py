@@ -61,8 +61,8 @@ def test_repository_from_env_else_placeholder(tmp_path, monkeypatch):
     monkeypatch.setenv("NVP_EDU_REPO_BRANCH", "course")
     repo = cs.find_repository(tmp_path)
     assert (repo.github_slug, repo.branch) == ("example-user/nvp-edu-fork", "course")
-    assert repo.colab("notebooks/a.ipynb") == (
-        "https://colab.research.google.com/github/example-user/nvp-edu-fork/blob/course/notebooks/a.ipynb")
+    colab = "https://colab.research.google.com/github/example-user/nvp-edu-fork/blob/course/"
+    assert repo.colab("notebooks/a.ipynb") == colab + "notebooks/a.ipynb"
     monkeypatch.setenv("NVP_EDU_REPO_URL", "example-user/nvp-edu-fork")
     with pytest.raises(ValueError, match="NVP_EDU_REPO_URL=https://github.com/"):
         cs.find_repository(tmp_path)
@@ -110,15 +110,17 @@ def site(tmp_path_factory) -> Path:
     t0 = time.monotonic()
     done = subprocess.run([sys.executable, str(ROOT / "website" / "build.py"), "--out", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"website build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    log = f"{done.stdout}{done.stderr}"
+    assert done.returncode == 0, f"website build failed:\n{log[-6000:]}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "build.log").write_text(f"{time.monotonic() - t0:.1f} s\n{done.stdout}{done.stderr}")
+    (ARTIFACTS / "build.log").write_text(f"{time.monotonic() - t0:.1f} s\n{log}")
     return out
 
 
 def test_build_has_every_page_and_no_warning(site):
     log = (ARTIFACTS / "build.log").read_text()
-    assert "(0 Sphinx warnings)" in log, f"Sphinx warned (a docstring or page renders badly):\n{log}"
+    assert "(0 Sphinx warnings)" in log, (
+        f"Sphinx warned (a docstring or page renders badly):\n{log}")
     for nb in NOTEBOOKS:
         assert (site / "notebooks" / f"{nb.stem}.html").is_file(), nb.name
     for module in cs.documented_modules():
@@ -126,15 +128,18 @@ def test_build_has_every_page_and_no_warning(site):
     assert (site / "_static/mathjax/tex-chtml.js").is_file()
     # Nothing on any page loads from elsewhere (the browser checks the pages it opens).
     remote = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
-    offenders = [str(p.relative_to(site)) for p in site.rglob("*.html") if remote.search(p.read_text())]
+    offenders = [str(p.relative_to(site)) for p in site.rglob("*.html")
+                 if remote.search(p.read_text())]
     assert not offenders, f"pages that load something from another host: {offenders}"
 
 
 def test_run_links_point_to_the_fork(site):
     page = (site / "notebooks" / "04_masks.html").read_text()
     path = "notebooks/04_masks.ipynb"
-    assert f'href="https://colab.research.google.com/github/example-user/nvp-edu-fork/blob/main/{path}"' in page
-    assert 'href="https://mybinder.org/v2/gh/example-user/nvp-edu-fork/main?labpath=notebooks%2F04_masks.ipynb"' in page
+    colab = "https://colab.research.google.com/github/example-user/nvp-edu-fork/blob/main/"
+    binder = "https://mybinder.org/v2/gh/example-user/nvp-edu-fork/main?labpath="
+    assert f'href="{colab}{path}"' in page
+    assert f'href="{binder}notebooks%2F04_masks.ipynb"' in page
     assert f'href="{REPO_URL}/blob/main/nvp_edu/masks.py"' in page
     assert 'href="../api/nvp_edu.masks.html"' in page
     text = html.unescape(re.sub(r"<[^>]+>", "", page))
@@ -168,7 +173,8 @@ class Browser:
 
     def typeset(self) -> None:
         """Wait for MathJax to finish typesetting the page."""
-        self.page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        self.page.wait_for_function("() => window.MathJax && MathJax.startup"
+                                    " && MathJax.startup.promise")
         self.page.evaluate("() => MathJax.startup.promise")
 
     def shot(self, name: str) -> None:
@@ -207,7 +213,8 @@ def test_home_page_is_the_curriculum_map(browser):
     assert "Real NVP" in browser.page.title()
     links = browser.page.eval_on_selector_all(
         "main table a", "as => as.map(a => a.getAttribute('href'))")
-    assert [f"notebooks/{nb.stem}.html" for nb in NOTEBOOKS] == [h for h in links if h.startswith("notebooks/")]
+    notebook_links = [h for h in links if h.startswith("notebooks/")]
+    assert notebook_links == [f"notebooks/{nb.stem}.html" for nb in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("name", [nb.name for nb in NOTEBOOKS])

@@ -45,6 +45,11 @@ def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def shown(path: Path) -> Path:
+    """``path`` relative to the repository when inside it (shorter, and no machine's paths)."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def mathjax_version() -> str | None:
     manifest = MATHJAX / "package.json"
     return json.loads(manifest.read_text())["version"] if manifest.exists() else None
@@ -131,16 +136,16 @@ def build(out: Path = DEFAULT_OUT) -> Path:
     out = out.resolve()
     src = out.with_name(out.name + "-src")
     pages = stage(src, repo)
-    step(f"sphinx-build: {pages} pages from {src.relative_to(ROOT) if src.is_relative_to(ROOT) else src}")
+    step(f"sphinx-build: {pages} pages from {shown(src)}")
     if out.exists():
         shutil.rmtree(out)
     warnings = sphinx(src, out)
-    shutil.copytree(mathjax, out / "_static" / "mathjax", ignore=shutil.ignore_patterns(*MATHJAX_UNUSED))
+    shutil.copytree(mathjax, out / "_static" / "mathjax",
+                    ignore=shutil.ignore_patterns(*MATHJAX_UNUSED))
     (out / ".nojekyll").touch()  # a gh-pages branch must serve _static/ as is
     for line in warnings:
         print(f"   {line}")
-    where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    step(f"website built in {time.monotonic() - t0:.0f} s: {where}/index.html "
+    step(f"website built in {time.monotonic() - t0:.0f} s: {shown(out)}/index.html "
          f"({len(warnings)} Sphinx warnings)")
     return out
 
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = build(args.out)
-    except (BuildError, KeyError, ValueError) as err:
+    except (BuildError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.serve:

@@ -46,7 +46,7 @@ html_theme_options = {
     "repository_url": repo.url,
     "repository_branch": repo.branch,
     "use_repository_button": True,
-    "use_download_button": False,   # the staged notebooks carry the run box: link the source instead
+    "use_download_button": False,   # the staged copies carry the run box, which links the source
     "home_page_in_toc": False,  # the title above the menu links home
     "show_navbar_depth": 1,
 }

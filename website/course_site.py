@@ -74,12 +74,14 @@ class Repository:
     def binder(self, path: str) -> str | None:
         if not self.github_slug:
             return None
-        return f"https://mybinder.org/v2/gh/{self.github_slug}/{self.branch}?labpath={quote(path, safe='')}"
+        return (f"https://mybinder.org/v2/gh/{self.github_slug}/{self.branch}"
+                f"?labpath={quote(path, safe='')}")
 
     def colab(self, path: str) -> str | None:
         if not self.github_slug:
             return None
-        return f"https://colab.research.google.com/github/{self.github_slug}/blob/{self.branch}/{path}"
+        return (f"https://colab.research.google.com/github/{self.github_slug}"
+                f"/blob/{self.branch}/{path}")
 
 
 def normalize_remote(remote: str) -> str:
@@ -183,7 +185,7 @@ def readme_sections(text: str) -> dict[str, str]:
 
 def readme_section(sections: dict[str, str], title: str) -> str:
     if title not in sections:
-        raise KeyError(f"README.md has no '## {title}' section; the website is built from it "
+        raise ValueError(f"README.md has no '## {title}' section; the website is built from it "
                        f"(sections found: {', '.join(t for t in sections if t)})")
     return sections[title]
 
@@ -277,7 +279,8 @@ def run_box(notebook: Path, modules: list[str], repo: Repository) -> str:
                    f"`NVP_EDU_FAST=1` if it is slow) or [Colab]({colab}), where a first cell "
                    f"installs the course: `{repo.pip_install_line()}`")
     else:
-        browser = f"- **In the browser**: Binder and Colab open GitHub repositories; {repo.url} is not one."
+        browser = (f"- **In the browser**: Binder and Colab open GitHub repositories; "
+                   f"{repo.url} is not one.")
     lines = [
         browser,
         "- **On your machine** (installs on first use, then opens JupyterLab):",
@@ -287,14 +290,16 @@ def run_box(notebook: Path, modules: list[str], repo: Repository) -> str:
         f"  bash scripts/course.sh {path}",
         "  ```",
         "",
-        f"  With the course already open in JupyterLab: [open this notebook there]({LOCAL_LAB}/{path}).",
+        f"  With the course already open in JupyterLab: "
+        f"[open this notebook there]({LOCAL_LAB}/{path}).",
     ]
     concept = [m for m in modules if m not in HELPER_MODULES]
     helpers = [m for m in modules if m in HELPER_MODULES]
     if concept or helpers:
-        source = ", ".join(f"{api_link(m)} ([source]({repo.blob(module_path(m))}))" for m in concept)
-        extra = ", ".join(api_link(m) for m in helpers)
-        lines.append(f"- **Its code**: {source or 'none'}" + (f"; helpers: {extra}." if extra else "."))
+        source = ", ".join(f"{api_link(m)} ([source]({repo.blob(module_path(m))}))"
+                           for m in concept)
+        extra = f"; helpers: {', '.join(api_link(m) for m in helpers)}." if helpers else "."
+        lines.append(f"- **Its code**: {source or 'none'}{extra}")
     if repo.is_placeholder:
         lines.append(f"- *{repo.url} is a placeholder: whoever builds this website sets the "
                      "repository with `NVP_EDU_REPO_URL` (or the git remote `origin`).*")

@@ -36,8 +36,7 @@ def literal_blocks(lines: list[str]) -> list[str]:
             continue
         literal_base = None
         if blank_before and para_first is not None and _indent(line) > _indent(para_first):
-            plain = not _NOT_PLAIN.match(para_first.lstrip()) and not para_last.rstrip().endswith("::")
-            if plain:
+            if not _NOT_PLAIN.match(para_first.lstrip()) and not para_last.rstrip().endswith("::"):
                 out[-1:-1] = [" " * _indent(para_first) + "::", ""]
                 literal_base = _indent(para_first)
                 out.append(line)
