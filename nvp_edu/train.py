@@ -493,6 +493,17 @@ def recalibrate_batch_norm(model: nn.Module, images: Tensor, levels: int,
     recompute_running_stats(model, batches)
 
 
+def recalibration_images(train_x: Tensor, n: int, seed: int) -> Tensor:
+    """The training images whose statistics :func:`recalibrate_batch_norm` recomputes:
+    all of them if there are at most ``n``, else a fixed random ``n`` (seeded). Not the
+    first ``n``: a dataset stored in order (the photos, photograph by photograph) would
+    give the statistics of one photograph."""
+    if len(train_x) <= n:
+        return train_x
+    pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))[:n]
+    return train_x[pick.to(train_x.device)]
+
+
 def fingerprint(model: nn.Module) -> float:
     """A number that differs when any parameter does (to compare replicas across ranks)."""
     total = torch.zeros((), dtype=torch.float64)
@@ -908,7 +919,8 @@ class Trainer:
         bpd = 0.0
         if self.env.main:
             if self.cfg.recalibrate:
-                recalibrate_batch_norm(model, self.train_x[:self.cfg.recalibrate_images],
+                recalibrate_batch_norm(model, recalibration_images(
+                    self.train_x, self.cfg.recalibrate_images, self.cfg.seed),
                                        self.levels, dequantizer=self.eval_dequantizer)
             bpd = self.evaluate(model, self.val_x if on_val else self.test_x)
         if self.env.any(torch.tensor(not math.isfinite(bpd), device=self.device)):
@@ -1243,8 +1255,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     """What is trained, for how long, where, and resuming."""
     p.add_argument("--dataset", choices=DATASETS, default="synthetic",
                    help="cifar10: the official tarball in --data-root (downloaded if "
-                        "missing); photos: 32x32 patches of scikit-learn's two photographs "
-                        "(offline stand-in for CIFAR-10); digits: scikit-learn's 8x8 digits; "
+                        "missing); photos: 32x32 patches of nine bundled photographs, two held "
+                        "out whole as the test set (offline stand-in for CIFAR-10); digits: scikit-learn's 8x8 digits; "
                         "synthetic: CIFAR-shaped random images for smoke runs")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
                    help="paper: RealNVP(num_scales=2, mid_channels=64, num_blocks=8), batch 64,"

@@ -184,3 +184,16 @@ def test_cli_help_and_bad_input(capsys):
     assert "cifar-10-python.tar.gz not found in folder /nonexistent" in capsys.readouterr().err
     with pytest.raises(ValueError, match="got 'fp16'"):
         T.train(T.Config(precision="fp16"))
+
+
+def test_recalibration_uses_a_seeded_sample_of_all_training_images_not_the_first():
+    # photos are stored photograph by photograph: the first n images are one photograph,
+    # whose statistics made the recalibrated model 1.7 bits/dim worse (4.03 -> 5.72)
+    x = torch.arange(1000).view(1000, 1, 1, 1)
+    picked = T.recalibration_images(x, 100, seed=0)
+    assert picked.shape == (100, 1, 1, 1)
+    assert len(set(picked.flatten().tolist())) == 100          # no image twice
+    assert picked.max() > 500                                   # reaches past the first half
+    assert torch.equal(picked, T.recalibration_images(x, 100, seed=0))   # reproducible
+    assert not torch.equal(picked, T.recalibration_images(x, 100, seed=1))
+    assert torch.equal(T.recalibration_images(x[:50], 100, seed=0), x[:50])  # all if few
