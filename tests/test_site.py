@@ -143,7 +143,8 @@ def test_run_links_point_to_the_fork(site):
     assert f'href="{REPO_URL}/blob/main/nvp_edu/masks.py"' in page
     assert 'href="../api/nvp_edu.masks.html"' in page
     text = html.unescape(re.sub(r"<[^>]+>", "", page))
-    assert '!pip install -q "git+https://github.com/example-user/nvp-edu-fork.git"' in text
+    assert ("!git clone -q --depth 1 https://github.com/example-user/nvp-edu-fork /content/nvp-edu"
+            " && pip install -q -e /content/nvp-edu") in text
     assert f"bash scripts/course.sh {path}" in text
 
 

@@ -68,8 +68,12 @@ class Repository:
         return f"{self.url}/blob/{self.branch}/{path}"
 
     def pip_install_line(self) -> str:
-        """The Colab install cell of the README."""
-        return f'!pip install -q "git+{self.url}.git"'
+        """The Colab install cell of the README, on one line: a clone (it brings the pretrained
+        models of ``data/pretrained/``, which ``pip install git+...`` would not), an editable
+        install, and the clone on ``sys.path`` (a running kernel does not see a new install)."""
+        return (f"!git clone -q --depth 1 {self.url} /content/nvp-edu && "
+                f"pip install -q -e /content/nvp-edu` then "
+                f"`import sys; sys.path.insert(0, '/content/nvp-edu')")
 
     def binder(self, path: str) -> str | None:
         if not self.github_slug:

@@ -131,3 +131,58 @@ register_question(Question(
              "on purpose.",
     },
 ))
+
+
+# Questions: float16 on GPUs without bf16 (T4, V100) -------------------------------------------
+
+register_question(Question(
+    name="fp16_sum_of_a_batch", topic="CIFAR-10",
+    choices={
+        "a": "about 448,000, rounded to a multiple of 256",
+        "b": "inf",
+        "c": "0: it underflows",
+        "d": "exactly 448,000",
+    },
+    correct="b",
+    why=("float16's largest finite number is 65,504 (5 exponent bits). 64 x 7,000 = 448,000 "
+         "overflows to inf, and one inf in the loss makes every gradient inf or NaN. bfloat16 "
+         "has float32's 8 exponent bits (largest about 3.4e38), so it would only round. That "
+         "is why the trainer keeps the loss, the log-dets and the prior in float32 under "
+         "either precision."),
+    hint="Look up the largest finite float16: torch.finfo(torch.float16).max. Compare with "
+         "64 x 7,000.",
+    feedback={
+        "a": "that is what bfloat16 would do (it has float32's range); float16's range is "
+             "much smaller.",
+        "c": "underflow is the problem of tiny numbers (gradients); 448,000 is large.",
+        "d": "float16 cannot even hold 448,000: its largest finite number is 65,504.",
+    },
+))
+
+register_question(Question(
+    name="why_fp16_needs_a_gradient_scaler", topic="CIFAR-10",
+    choices={
+        "a": "it makes each step faster",
+        "b": "many gradients are smaller than float16's smallest positive number (about 6e-8) "
+             "and would become 0; multiplying the loss by S (a power of two) lifts them into "
+             "range, and dividing the gradients by S before the step gives their values back",
+        "c": "it clips gradients that are too large",
+        "d": "float16 cannot represent negative gradients",
+    },
+    correct="b",
+    why=("float16 keeps numbers down to 2^-24, about 6e-8 (subnormals), and only 11 significant "
+         "bits near the bottom of that range: small gradients round to 0 or lose their digits. "
+         "torch.amp.GradScaler multiplies the loss by a large power of two before backward, "
+         "divides the gradients by it before the optimizer step (exact: a power of two), "
+         "skips any step whose gradients hold inf or NaN, and then lowers the scale. bfloat16's "
+         "range is float32's, so it needs no scaler."),
+    hint="What happens to a gradient of 1e-9 when it is stored in float16? "
+         "(torch.tensor(1e-9).half())",
+    feedback={
+        "a": "it costs a multiplication and a check for inf per step; speed comes from fp16 "
+             "itself, the scaler keeps it correct.",
+        "c": "clipping caps large gradients (the trainer clips at norm 100 separately); the "
+             "scaler rescues small ones.",
+        "d": "float16 has a sign bit like any float.",
+    },
+))
