@@ -93,7 +93,35 @@ def _clean_stream_list(outputs: list) -> list:
     for out in kept:
         if out.get("output_type") == "stream":
             out["text"] = _resolve_carriage_returns(out["text"])
-    return kept
+    _drop_interrupted_bars(kept)
+    return [out for out in kept if out.get("output_type") != "stream" or out["text"].strip()]
+
+
+# One state of a tqdm bar: "desc:  45%|####5     | 180/400 [00:39<00:49, 4.42step/s, ...]".
+TQDM_BAR = re.compile(r"^(?P<desc>.*?)\s*\d+%\|.*\|\s*(?P<n>\d+)/(?P<total>\d+) \[.*\]\s*$")
+
+
+def interrupted_bars(lines: list[str]) -> set[int]:
+    """Indices of the unfinished bar states in ``lines`` that a later state of the same bar
+    follows: a bar that printed lines in between (the trainer's "step 20: validation ...")
+    leaves one unfinished copy of itself per interruption. Finished bars all stay."""
+    found, later = set(), set()
+    for index in reversed(range(len(lines))):
+        m = TQDM_BAR.match(lines[index])
+        if m:
+            if m["n"] != m["total"] and m["desc"] in later:
+                found.add(index)
+            later.add(m["desc"])
+    return found
+
+
+def _drop_interrupted_bars(outputs: list) -> None:
+    """Keep only the last state of every interrupted bar (:func:`interrupted_bars`), in place."""
+    streams = [o for o in outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    lines = [(i, line) for i, out in enumerate(streams) for line in out["text"].split("\n")]
+    drop = interrupted_bars([line for _, line in lines])
+    for i, out in enumerate(streams):
+        out["text"] = "\n".join(line for k, (j, line) in enumerate(lines) if j == i and k not in drop)
 
 
 def _resolve_carriage_returns(text: str) -> str:

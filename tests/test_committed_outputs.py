@@ -75,6 +75,13 @@ def test_no_progress_bar_debris_in_outputs(path):
     tqdm = [f"cell {i} ({kind})" for i, kind, text in output_texts(nb)
             if any(d in text for d in TQDM_DEBRIS)]
     assert not tqdm, f"tqdm's IProgress warning committed: {tqdm}"
+    interrupted_bars = _load_script().interrupted_bars
+    for i, cell in enumerate(nb.cells):
+        lines = [line for o in cell.get("outputs", []) if o.output_type == "stream"
+                 and o.name == "stderr" for line in o.text.split("\n")]
+        assert not interrupted_bars(lines), (
+            f"cell {i}: a progress bar committed in pieces (one per line printed while it "
+            "ran); scripts/execute_notebooks.py keeps only its last state")
 
 
 def _load_script():
@@ -117,6 +124,18 @@ def test_execute_script_cleans_outputs():
     result = [o for o in outs if o.output_type == "execute_result"]
     assert result[0].data["text/plain"] == "PosixPath('.')"
     nbformat.validate(nb)
+    # a bar interrupted by printed lines keeps only its last state; the lines stay
+    bar = "digits/digits:  {}%|#   | {}/400 [00:03<01:07,  5.61step/s, bpd=2.450]"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
+        stream("stream", name="stderr", text="\r" + bar.format(5, 20)),
+        stream("stream", name="stdout", text="step 20: validation 3.6 bits/dim\n"),
+        stream("stream", name="stderr", text="\r" + bar.format(10, 40) + "\r" + bar.format(100, 400)),
+        stream("stream", name="stderr", text="\n"),
+        stream("stream", name="stdout", text="step 400: validation 2.0 bits/dim\n")])])
+    assert clean_outputs(nb, root) == []
+    assert [o.text for o in nb.cells[0].outputs] == [
+        "step 20: validation 3.6 bits/dim\n", bar.format(100, 400) + "\n",
+        "step 400: validation 2.0 bits/dim\n"]
     # a path outside the project cannot be made relative: reported, not hidden
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[
         stream("stream", name="stdout", text="cache in /tmp/abc/x, see https://x.org/home/y\n")])])
