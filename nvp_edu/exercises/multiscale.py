@@ -162,3 +162,44 @@ register_question(Question(
              "updated averages of a train-mode pass anyway.",
     },
 ))
+
+
+register_question(Question(
+    name="final_scale_numbers_64x64", topic="multiscale",
+    correct=768,
+    why=("a 3x64x64 image has D = 12,288 numbers. Each of the first four scales sends half "
+         "of what it received to the prior: 6,144, 3,072, 1,536, 768. The final scale "
+         "receives the remaining 768 and sends all of them (it does not factor out)."),
+    hint="Follow D = 3 * 64 * 64 through the scales: scales 1 to 4 each keep half and send "
+         "half; the final (5th) scale sends everything it receives.",
+    feedback=[
+        (384, "the final scale does not factor out half: it sends everything it received."),
+        (1536, "that is what leaves at scale 3; count four halvings before the final scale."),
+        (6144, "that is what leaves at scale 1 (half of D)."),
+        (12288, "that is D, all the numbers together; the question is the final scale's share."),
+    ],
+))
+
+
+def _ema_steps() -> int:
+    return math.ceil(math.log(0.01) / math.log(0.999))
+
+
+register_question(Question(
+    name="ema_steps_to_forget_the_start", topic="multiscale",
+    correct=_ema_steps(), rtol=0.02,
+    why=("after n updates the average keeps the weight 0.999**n of its starting value "
+         "(the note under notebook 7's training curve, with 0.98 there). 0.999**n < 0.01 when "
+         "n > ln(0.01) / ln(0.999) = 4603 steps. The averaging window 1 / (1 - 0.999) = "
+         "1000 steps is how far the average lags; forgetting the start to 1% takes about "
+         "4.6 windows (ln 100 = 4.6)."),
+    hint="One update multiplies the starting value's weight by 0.999. Solve "
+         "0.999**n = 0.01 for n with logarithms.",
+    feedback=[
+        (1000, "that is the averaging window 1 / (1 - 0.999), how far the average lags; "
+               "after 1000 steps the start still holds 0.999**1000 = 37%."),
+        (math.log(100), "that is ln 100, the number of averaging windows it takes; "
+                        "one window is 1 / (1 - 0.999) = 1000 steps."),
+        (10, "the start loses only 0.1% of its weight per step, so it takes thousands."),
+    ],
+))
