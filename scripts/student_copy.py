@@ -14,7 +14,9 @@ it clears the outputs of
   cell that calls ``solution(``;
 - any other output that shows a verdict ("✅") or a reference solution.
 
-All other outputs (the lesson's figures and numbers) stay. Unless ``--keep-solutions`` is
+All other outputs (the lesson's figures and numbers, and the outputs of cells tagged
+``exercise-prompt``, which belong to a question, such as the failing check of a bug hunt)
+stay. Unless ``--keep-solutions`` is
 given, the copy also switches instructor mode on in its first code cell, so that
 ``solution()`` refuses (``NVP_EDU_INSTRUCTOR``, see ``nvp_edu.exercises.classroom``). This
 deters, it does not enforce: a student can delete the line. For graded work, also run the
@@ -30,6 +32,7 @@ from pathlib import Path
 import nbformat
 
 ANSWER_TAG = "exercise-answer"
+PROMPT_TAG = "exercise-prompt"  # its output is part of the question (kept)
 EXERCISES_HEADING = re.compile(r"^#{1,3}\s+(\d+\.\s+)?Exercises\b", re.MULTILINE | re.IGNORECASE)
 VERDICT = ("✅", "# reference solution of")
 LOCK_LINE = ('import os; os.environ["NVP_EDU_INSTRUCTOR"] = "1"  '
@@ -50,7 +53,7 @@ def answering_cells(nb) -> list[int]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown" and EXERCISES_HEADING.search(cell.source):
             in_exercises = True
-        if cell.cell_type != "code":
+        if cell.cell_type != "code" or PROMPT_TAG in cell.metadata.get("tags", []):
             continue
         if (in_exercises or ANSWER_TAG in cell.metadata.get("tags", [])
                 or "solution(" in cell.source or any(_shows_answer(o) for o in cell.outputs)):
