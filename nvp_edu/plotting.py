@@ -74,25 +74,42 @@ def _grid(bounds: tuple[float, float, float, float], n: int) -> tuple[np.ndarray
 @torch.no_grad()
 def density_heatmap(log_prob, bounds: tuple[float, float, float, float] = (-3, 3, -3, 3),
                     n: int = 200, ax: plt.Axes | None = None, title: str | None = None,
-                    log_scale: bool = False) -> plt.Axes:
+                    log_scale: bool = False, vmax: float | None = None,
+                    colorbar: bool = True) -> plt.Axes:
     """Heatmap of a density on an ``n x n`` grid over ``bounds = (x0, x1, y0, y1)``.
 
     ``log_prob`` is a model with a ``log_prob`` method or a function ``(N, 2) -> (N,)``.
-    Shows ``p(x)`` (or ``log p(x)`` with ``log_scale``, clipped 12 nats below the max).
+    Shows ``p(x)`` (or ``log p(x)`` with ``log_scale``, clipped 12 nats below the max),
+    with a colour bar. Panels to be compared share one scale: pass the same ``vmax`` (for
+    example the exact density's maximum, :func:`density_max`); values above it saturate.
     """
-    fn = log_prob.log_prob if hasattr(log_prob, "log_prob") else log_prob
-    xx, yy, pts = _grid(bounds, n)
-    lp = torch.cat([fn(pts[i:i + 8192]).double().cpu() for i in range(0, len(pts), 8192)])
-    lp = lp.numpy().reshape(xx.shape)
-    img = np.maximum(lp, lp.max() - 12) if log_scale else np.exp(lp)
+    img = _density_image(log_prob, bounds, n, log_scale)
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(img, origin="lower", extent=bounds, cmap="viridis", aspect="auto")
+    im = ax.imshow(img, origin="lower", extent=bounds, cmap="viridis", aspect="auto",
+                   vmin=None if log_scale else 0.0, vmax=vmax)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03,
+                           label="log p(x)" if log_scale else "density p(x)")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     if title:
         ax.set_title(title)
     return ax
+
+
+def _density_image(log_prob, bounds, n: int, log_scale: bool = False) -> np.ndarray:
+    fn = log_prob.log_prob if hasattr(log_prob, "log_prob") else log_prob
+    xx, _, pts = _grid(bounds, n)
+    with torch.no_grad():
+        lp = torch.cat([fn(pts[i:i + 8192]).double().cpu() for i in range(0, len(pts), 8192)])
+    lp = lp.numpy().reshape(xx.shape)
+    return np.maximum(lp, lp.max() - 12) if log_scale else np.exp(lp)
+
+
+def density_max(log_prob, bounds: tuple[float, float, float, float], n: int = 200) -> float:
+    """The largest value of a density on the heatmap's grid (a shared ``vmax``)."""
+    return float(_density_image(log_prob, bounds, n).max())
 
 
 def data_vs_samples(data: Tensor, samples: Tensor, bounds: tuple[float, float, float, float] | None = None,

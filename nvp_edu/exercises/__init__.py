@@ -426,5 +426,16 @@ def solution_text(name: str) -> str:
 
 
 def solution(name: str) -> None:
-    """Print the reference solution of exercise or question ``name`` (try it yourself first!)."""
+    """Print the reference solution of exercise or question ``name`` (try it yourself first!).
+
+    In instructor mode (``NVP_EDU_INSTRUCTOR=1`` or :func:`instructor_mode`) it refuses: it
+    prints a line saying so, after checking that the name exists.
+    """
+    if solutions_locked():
+        _lookup(name)  # an unknown name is still a KeyError
+        print(refusal(name))
+        return
     print(f"# reference solution of {name}\n{solution_text(name)}")
+
+
+from .classroom import instructor_mode, predicted, refusal, solutions_locked  # noqa: E402

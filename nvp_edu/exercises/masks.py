@@ -126,3 +126,68 @@ register_question(Question(
         (1, "both the left and the right neighbour are kept."),
     ],
 ))
+
+
+# Exercise 4 (design, then measure): vertical stripes --------------------------------------
+
+def stripes(height: int, width: int, invert: bool = False) -> Tensor:
+    """Float tensor ``(1, 1, H, W)``: 1 on the odd columns (``j`` odd); ``invert`` swaps."""
+    j = torch.arange(width).view(1, -1)
+    mask = (j % 2 == 1).float().expand(height, width)
+    if invert:
+        mask = 1 - mask
+    return mask.reshape(1, 1, height, width)
+
+
+def _stripes_inputs(gen: torch.Generator) -> tuple:
+    h, w = (int(v) for v in torch.randint(2, 9, (2,), generator=gen))
+    if h == w:
+        w += 1
+    return h, w, bool(torch.randint(0, 2, (1,), generator=gen))
+
+
+def _stripes_rows(h, w, invert=False):  # horizontal stripes: odd rows
+    return stripes(w, h, invert).transpose(2, 3)
+
+
+def _stripes_ignores_invert(h, w, invert=False):
+    return stripes(h, w)
+
+
+def _stripes_even(h, w, invert=False):
+    return stripes(h, w, not invert)
+
+
+register(Exercise(
+    name="stripes_mask", topic="masks", reference=stripes, make_inputs=_stripes_inputs,
+    atol=0.0, cases=4,
+    hint="Only the column index j matters: (torch.arange(W) % 2 == 1), broadcast over the H "
+         "rows; invert=True is 1 - mask. Return shape (1, 1, H, W).",
+    mistakes=[_stripes_rows, _stripes_ignores_invert, _stripes_even],
+    hints=[
+        (lambda inp, exp, got: torch.equal(torch.as_tensor(got).float(), 1 - exp),
+         "you have the other parity (or invert the wrong way round): 1 on the odd columns "
+         "when invert=False."),
+        (lambda inp, exp, got: torch.equal(torch.as_tensor(got).float(), _stripes_rows(*inp)),
+         "the stripes are vertical: the value changes from column to column, not row to row."),
+    ],
+))
+
+register_question(Question(
+    name="stripes_where", topic="masks",
+    choices={
+        "a": "below the checkerboard (better than it)",
+        "b": "between the checkerboard and the top/bottom mask",
+        "c": "above the top/bottom mask (worse than both)",
+    },
+    correct="b",
+    why=("a changed pixel sees 2 of its 4 direct neighbours with stripes, 4 with the "
+         "checkerboard and (away from the middle row) none with the top/bottom mask; the "
+         "measurement below the question puts stripes between the two."),
+    hint="Use your answer to the neighbour count: which mask gives s and t more of the "
+         "pixels that predict a changed pixel best?",
+    feedback={
+        "a": "stripes give s and t fewer direct neighbours than the checkerboard does.",
+        "c": "the top/bottom mask gives (away from the middle row) no direct neighbour at all.",
+    },
+))

@@ -203,3 +203,22 @@ register_question(Question(
         (10, "the start loses only 0.1% of its weight per step, so it takes thousands."),
     ],
 ))
+
+
+register_question(Question(
+    name="running_average_start_weight", topic="batchnorm",
+    correct=(1 - 0.001) ** 176,
+    rtol=2e-3,
+    why=("each update keeps 1 - 0.001 of the old value, so after 176 updates the starting "
+         "value (mean 0, variance 1) still has weight 0.999 ** 176 = 0.84: the running "
+         "averages are mostly their starting values, whatever the network learnt. With "
+         "momentum 0.01 it is 0.99 ** 176 = 0.17, with 0.1 about 1e-8: that is the order of "
+         "the three eval-mode rows of the table."),
+    hint="Write one update as running = (1 - m) * running + m * batch and follow the "
+         "weight of the starting value through the steps: it is multiplied at every step.",
+    feedback=[
+        ((1 - 0.01) ** 176, "that is for momentum 0.01; the question asks about 0.001."),
+        (0.001 ** 176, "momentum is the weight of the NEW batch; the old value keeps 1 - m."),
+        (1 - 0.001 * 176, "close, but the weights multiply at each step: (1 - m) ** steps."),
+    ],
+))

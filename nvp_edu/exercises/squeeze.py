@@ -130,33 +130,39 @@ register(Exercise(
 
 register_question(Question(
     name="squeeze_track_pixel", topic="squeeze",
-    correct=12,
-    why=("channel 2 = 4c + 2i + j with c = 0 is i = 1, j = 0: the lower-left pixel of each "
-         "2x2 block. Output position (1, 0) is block row 1, block column 0, so input row "
-         "2*1 + 1 = 3, column 2*0 + 0 = 0: the number 4*3 + 0 = 12."),
-    hint="Decode the channel first: channel k = 2i + j for one input channel. Then block "
-         "(r, c) and offset (i, j) are input pixel (2r + i, 2c + j), holding 4 * row + col.",
+    correct=30,
+    why=("for x = torch.arange(32.).view(1, 2, 4, 4), output channel 6 = 4c + 2i + j is input "
+         "channel c = 1 with i = 1, j = 0: the lower-left pixel of each 2x2 block of the "
+         "second channel. Output position (1, 1) is block row 1, block column 1, so input "
+         "row 2*1 + 1 = 3, column 2*1 + 0 = 2 of channel 1: the number 16 + 4*3 + 2 = 30."),
+    hint="Decode the channel first: channel k = 4c + 2i + j. Then block (r, col) and offset "
+         "(i, j) are input pixel (2r + i, 2col + j) of channel c, which holds "
+         "16 * c + 4 * row + column.",
     feedback=[
-        (9, "you swapped i and j: channel 2 has i = 1 (second row of the block), j = 0."),
-        (6, "you swapped the block row and block column: position (1, 0) is block row 1."),
-        (2, "that is the channel number; the question asks which input number lands there."),
-        (8, "row 2*1 + i with i = 1 is row 3, not row 2."),
+        (14, "that is the right pixel of channel 0; channel 6 = 4 * 1 + 2 comes from input "
+             "channel c = 1, whose numbers start at 16."),
+        (27, "you swapped i and j: 2i + j = 2 means i = 1 (second row of the block), j = 0."),
+        (6, "that is the channel number; the question asks which input number lands there."),
+        (29, "column 2 * 1 + j with j = 0 is column 2, not column 1."),
+        (26, "row 2 * 1 + i with i = 1 is row 3, not row 2."),
     ],
 ))
 
 register_question(Question(
-    name="blue_channels_kept", topic="squeeze",
-    correct=0, atol=1e-9,
-    why=("squeezed channel 4c + 2i + j holds colour c: channels 0-3 are red, 4-7 green, 8-11 "
-         "blue. channel_mask(12) keeps channels 0-5: all of red, the top row (i = 0) of green, "
-         "no blue. The next channel-wise coupling (invert=True) keeps the rest, so every "
-         "entry is changed by one of the two."),
-    hint="Write down which colour and which (i, j) each of the 12 squeezed channels holds "
-         "(channel = 4c + 2i + j), then keep the first half.",
+    name="middle_channel_kept", topic="squeeze",
+    correct=2, atol=1e-9,
+    why=("squeezed channel 4c + 2i + j holds input channel c: channels 0-3 come from input "
+         "channel 0, 4-7 from channel 1, 8-11 from channel 2 (the middle one of five), and so "
+         "on. channel_mask(20) keeps channels 0-9: all of input channels 0 and 1 and the top "
+         "row (i = 0, channels 8 and 9) of channel 2. The channels of one input channel are "
+         "consecutive, so a plain half-split cuts by input channel, not by position: this is "
+         "why the factor-out reorders the channels first."),
+    hint="Write down which input channel and which (i, j) each squeezed channel holds "
+         "(channel = 4c + 2i + j), then keep the first half (channels 0 to 9).",
     feedback=[
-        (2, "that would hold if the mask split every colour in half; but the channels of one "
-            "colour are consecutive (4c + 2i + j), so the first half is red and half of green."),
-        (4, "all four blue channels come last (8-11): they are in the second half."),
-        (1, "the first 6 channels are 0-5; blue starts at channel 8."),
+        (4, "channel 2's four squeezed channels are 8, 9, 10 and 11; the first half is "
+            "channels 0-9, so 10 and 11 are not kept."),
+        (0, "channel 2's squeezed channels start at 4 * 2 = 8, inside the first half (0-9)."),
+        (1, "both 8 and 9 are below 10."),
     ],
 ))

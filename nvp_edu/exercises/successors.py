@@ -190,3 +190,30 @@ register_question(Question(
         "c": "Jensen's inequality holds for every image and every set of draws.",
     },
 ))
+
+
+register_question(Question(
+    name="constant_image_bpd", topic="successors",
+    choices={
+        "a": "below the median held-out digit: more likely than a typical digit",
+        "b": "between the median held-out digit and the uniform density's 4.09",
+        "c": "above 4.09: less likely than under a model that knows nothing",
+    },
+    correct="a",
+    why=("an all-zero image is simpler than any digit: every pixel sits at the background "
+         "value that most training pixels have, and the flow assigns it a high density "
+         "(the measurement below the question gives it well under the median held-out "
+         "digit's bits/dim, on every seed). This is the effect Nalisnick et al. reported, "
+         "here on the simple side: a high likelihood does not mean 'looks like the "
+         "training data', so likelihood alone is no out-of-distribution detector."),
+    hint="Most pixels of the training digits are 0. Where does an image made only of the "
+         "most frequent pixel value sit for a model that scores each pixel given its "
+         "neighbours?",
+    feedback={
+        "b": "section 7's sets were less regular than a digit; this one is more regular "
+             "than any digit, and the model's density is highest where the training "
+             "pixels were most common.",
+        "c": "that held for noise, inverted and shuffled digits, which are less regular "
+             "than digits; an all-background image is the opposite case.",
+    },
+))
