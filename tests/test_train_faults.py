@@ -15,6 +15,7 @@ import torch
 
 from nvp_edu import train as T
 from nvp_edu.checkpoint import load_checkpoint, previous_checkpoint, save_checkpoint
+from nvp_edu.training import objective, run_folder
 
 REPO = Path(__file__).resolve().parents[1]
 # 48 images, batch 8: 6 steps per epoch
@@ -78,7 +79,7 @@ def test_truncating_metrics_is_atomic(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # a kill in the middle of the rewrite
         return json.dumps(record)
 
-    monkeypatch.setattr(T, "_to_json", dies_on_the_third_record)
+    monkeypatch.setattr(run_folder, "to_json", dies_on_the_third_record)
     with pytest.raises(KeyboardInterrupt):
         T._truncate_metrics(tmp_path, 4)
     assert (tmp_path / "metrics.jsonl").read_text() == lines  # the old file, whole
@@ -286,7 +287,7 @@ def test_a_blow_up_in_the_optimizer_step_stops_and_keeps_the_last_good_checkpoin
     assert "after step 1 is not finite (nan)" in line and "were NOT saved" in line
     assert "no checkpoint was written yet" in line
     assert not (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
-    assert run(out, "--max-steps", "2") == 0
+    assert run(out, "--max-steps", "2", "--overwrite") == 0
     good = (out / "checkpoint.pt").read_bytes()
     capsys.readouterr()
     assert run(out, "--max-steps", "3", "--resume", "--lr", "1e30") == 2
@@ -340,7 +341,7 @@ def test_a_refused_step_puts_every_batch_norm_running_average_back(monkeypatch):
         y[0, 0, 0, 0] = math.nan
         return y, ld
 
-    monkeypatch.setattr(T, "to_model_space", poisoned)
+    monkeypatch.setattr(objective, "to_model_space", poisoned)
     with pytest.raises(T.NonFiniteLossError, match="non-finite loss or gradient at step 1"):
         trainer.train_step(trainer.train_x[8:16])
     after = trainer.model.state_dict()
