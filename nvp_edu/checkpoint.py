@@ -362,7 +362,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         with atomic_open(path, before_replace=verify_then_rotate) as f:
             writer = _HashingWriter(f)
             torch.save(payload, writer)
-    except RuntimeError:
+    except (RuntimeError, OSError):
         if writer is None or writer.error is None:
             raise
         err = writer.error  # the cause, in one line: e.g. "No space left on device"
