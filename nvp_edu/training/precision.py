@@ -63,7 +63,7 @@ def initial_loss_scale(dims: int, levels: int) -> float:
     keeps gradients far from fp16's underflow, so a small scale loses nothing.
     """
     worst = 2 * dims * math.log(levels)
-    return float(2 ** max(0, min(16, math.floor(math.log2(FP16_MAX / worst)))))
+    return float(2 ** min(16, math.floor(math.log2(FP16_MAX / worst))))  # may be < 1
 
 
 class Precision:
