@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 # notebook 2's loop lives with the trainers; its names stay importable from here
 from .training.fit2d import (Standardize, StandardizedModel, ema_with_warmup, fit,  # noqa: F401

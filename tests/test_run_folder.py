@@ -8,12 +8,12 @@ import signal
 
 import pytest
 import torch
+from conftest import one_error_line, steps_logged
 
 from nvp_edu import checkpoint as ckpt_module
 from nvp_edu import train as T
 from nvp_edu.checkpoint import load_checkpoint
 from nvp_edu.models import RealNVP
-from nvp_edu.training.run_folder import RunFolder
 
 TINY = ["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "8", "--limit-train",
         "16", "--limit-test", "8", "--num-samples", "4", "--log-every", "1", "--no-progress",
@@ -26,17 +26,6 @@ def run(out, *extra):
     return T.main([*TINY, "--out", str(out), *extra])
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def steps_logged(out):
-    return [r["step"] for r in T.read_metrics(out) if r["kind"] == "train"]
-
-
 def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # before the fix: trained here, wrote nothing, exit 0
     assert T.main([*TINY, "--out", "", "--max-steps", "1"]) == 2
@@ -45,6 +34,7 @@ def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
 
 
 def test_a_second_trainer_is_refused_naming_the_holder(tmp_path, capsys):
+    from nvp_edu.training.run_folder import RunFolder
     holder = RunFolder.claim(tmp_path / "run")  # what a running trainer holds
     try:
         assert run(tmp_path / "run", "--max-steps", "1") == 2

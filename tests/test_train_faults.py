@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import one_error_line, steps_logged
 
 from nvp_edu import train as T
 from nvp_edu.checkpoint import load_checkpoint, previous_checkpoint, save_checkpoint
@@ -29,17 +30,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def run(out, *extra):
     return T.main([*SMALL, "--out", str(out), *extra])
-
-
-def steps_logged(out):
-    return [r["step"] for r in T.read_metrics(out) if r["kind"] == "train"]
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def strict_json(path):

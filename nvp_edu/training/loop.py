@@ -35,7 +35,7 @@ import copy
 import math
 import sys
 import time
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn

@@ -87,7 +87,8 @@ class Precision:
         how = {"bf16": "bf16 autocast", "fp16": "fp16 autocast with a gradient scaler",
                "fp32": "fp32"}[self.name]
         why = f" (--precision {self.requested})" if self.requested != "auto" else " (auto)"
-        return f"precision: {how}{why}; log-dets and the prior in float32"
+        tail = "; log-dets and the prior in float32" if self.name != "fp32" else ""
+        return f"precision: {how}{why}{tail}"
 
 
 def configure_cuda_math(device: torch.device) -> None:

@@ -114,9 +114,9 @@ def write_figure(fig: Any, path: Path, **savefig: Any) -> None:
 
 def _is_trainer_file(name: str) -> bool:
     """A file this trainer writes (what ``--overwrite`` deletes), temporary files included."""
-    base = name.lstrip(".").split(".part")[0] if name.endswith(".part") else name
-    return (base.startswith(CHECKPOINT_NAME) or base.startswith(("metrics.jsonl", "summary.json"))
-            or base in ("metrics.png", "samples"))
+    base = name.lstrip(".") if name.endswith(".part") else name  # .NAME.<hex>.part
+    return base == "samples" or base.startswith((CHECKPOINT_NAME, "metrics.jsonl",
+                                                 "metrics.png", "summary.json"))
 
 
 class RunFolder:
