@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import sys
 
+from .preprocess import dequantize  # noqa: F401
 from .training.cli import main, parse_args  # noqa: F401
 from .training.data import (load_data, random_hflip, recalibrate_batch_norm,  # noqa: F401
                             recalibration_images, split_validation, synthetic_images)

@@ -90,7 +90,7 @@ def test_no_module_reaches_500_lines_and_the_loop_fits_one_sitting():
 @pytest.mark.parametrize("module, names", [
     ("nvp_edu.train", "Config TrainResult Trainer train main parse_args read_metrics "
      "to_model_space from_model_space nll_nats model_bpd bits_per_dim build_model load_data "
-     "split_validation recalibrate_batch_norm recalibration_images NonFiniteLossError _Dist "
+     "split_validation recalibrate_batch_norm recalibration_images NonFiniteLossError _Dist dequantize "
      "_validate _to_json _truncate_metrics LOGIT_ALPHA PRESETS"),
     ("nvp_edu.toys", "TOYS Moons Circles Standardize StandardizedModel fit fit_density nll "
      "get_toy make_splits gap_fraction fit_baselines"),
