@@ -104,8 +104,12 @@ class FiniteBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and self.track_running_stats):
             return super().forward(x)
         mean, var = self.running_mean.clone(), self.running_var.clone()
-        y = nn.functional.batch_norm(x, mean, var, self.weight, self.bias, True,
-                                     self.momentum, self.eps)
+        # momentum None: torch's cumulative average, every batch weighted equally (what
+        # nvp_edu.batchnorm.recompute_running_stats uses); a skipped batch is not counted
+        factor = (self.momentum if self.momentum is not None
+                  else 1.0 / float(self.num_batches_tracked + 1))
+        y = nn.functional.batch_norm(x, mean, var, self.weight, self.bias, True, factor,
+                                     self.eps)
         with torch.no_grad():
             finite = torch.isfinite(mean).all() & torch.isfinite(var).all()
             self.running_mean.copy_(torch.where(finite, mean, self.running_mean))

@@ -79,6 +79,8 @@ class Trainer(Run):
 
     # ---- the loop ----
     def run(self) -> TrainResult:
+        """Take the run folder, resume if asked, train to ``total`` steps, then report the
+        selected model's test figure; the folder is given up however this ends."""
         self.folder = claim_for_run(self.out, self.cfg, self.env)
         try:
             if self.cfg.resume or self.cfg.resume_from_previous:
