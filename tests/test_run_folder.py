@@ -193,7 +193,8 @@ def test_a_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, capsys, mo
             signal.signal(s, h)
     line = one_error_line(capsys)
     assert f"after step 2: checkpoint {out / 'checkpoint.pt'} saved at step 2" in line
-    assert "to continue: python -m nvp_edu.train" in line and line.endswith("--resume")
+    assert "resume with --resume: python -m nvp_edu.train --dataset synthetic" in line
+    assert line.endswith("--max-steps 6 --resume")
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 2
     monkeypatch.setattr(T.Trainer, "train_step", real_step)
     assert run(out, "--max-steps", "3", "--resume") == 0

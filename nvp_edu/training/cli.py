@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as e:
         if debug:
             raise
-        hint = f"; to continue: {_resume_command(argv)}" if cfg.out and "saved" in str(e) else ""
+        hint = f": {_resume_command(argv)}" if cfg.out and "saved" in str(e) else ""
         _say(f"{e}{hint}")
         return 128 + e.signum
     except KeyboardInterrupt:  # before the loop, or a second Ctrl-C during a step
