@@ -45,18 +45,17 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import math
 import pkgutil
-import signal
-import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
+
+from ._guard import TimeLimit, call, complex_note
 
 # Topic modules register themselves on import; see _load_all().
 EXERCISES: dict[str, "Exercise"] = {}
@@ -110,17 +109,6 @@ def _dtype_note(e: torch.Tensor, g: torch.Tensor) -> str:
                "(no .half()/.float()/.to(...) on the way)" if g.is_floating_point() else ""))
 
 
-def _complex_note(where: str, e: torch.Tensor, g: Any) -> str | None:
-    """A complex result where the reference is real: never cast (that would drop the
-    imaginary part and could pass a wrong answer, e.g. the log of a negative scale)."""
-    is_complex = isinstance(g, complex) or (isinstance(g, torch.Tensor) and g.is_complex())
-    if not is_complex or (isinstance(e, torch.Tensor) and e.is_complex()):
-        return None
-    return (f"{where} is complex ({g.dtype if isinstance(g, torch.Tensor) else 'complex'}), "
-            "but the answer is real: a log or square root of a negative number somewhere? "
-            "(a volume factor is |det|, never negative)")
-
-
 def _compare(expected: Any, got: Any, atol: float) -> str | None:
     """None if ``got`` matches ``expected``; otherwise what differs, in words."""
     exp_t, got_t = _as_tuple(expected), _as_tuple(got)
@@ -128,9 +116,9 @@ def _compare(expected: Any, got: Any, atol: float) -> str | None:
         return f"expected {len(exp_t)} return value(s), got {len(got_t)}"
     for k, (e, g) in enumerate(zip(exp_t, got_t)):
         where = f"return value {k}" if len(exp_t) > 1 else "the result"
-        complex_note = _complex_note(where, e, g)
-        if complex_note:
-            return complex_note
+        complex_note_ = complex_note(where, e, g)
+        if complex_note_:
+            return complex_note_
         if not isinstance(g, torch.Tensor):
             try:
                 g = torch.as_tensor(g, dtype=e.dtype)
@@ -190,46 +178,13 @@ def _ignored_argument(ex: "Exercise", fn: Callable[..., Any], inputs: tuple, exp
         mixed = tuple(other[k] if j == k else v for j, v in enumerate(inputs))
         try:
             moved = _compare(expected, ex.reference(*mixed), ex.atol) is not None
-            stuck = _compare(got, _call(fn, [_copy(v) for v in mixed]), 0.0) is None
-        except (Exception, _TimeLimit):
+            stuck = _compare(got, call(fn, [_copy(v) for v in mixed]), 0.0) is None
+        except (Exception, TimeLimit):
             continue  # e.g. shapes that do not fit together
         if moved and stuck:
             return (f"your result did not change when {names[k]} changed, but it should: "
                     f"does your function use {names[k]}, or a fixed value in its place?")
     return ""
-
-
-TIME_LIMIT_S = 10.0  # seconds one call of the learner's function may take
-
-
-class _TimeLimit(Exception):
-    """The learner's function ran longer than ``TIME_LIMIT_S`` (an endless loop?)."""
-
-
-@contextlib.contextmanager
-def _guarded() -> Iterator[None]:
-    """Run the learner's code with a time limit (POSIX, main thread: ``SIGALRM``), and put
-    back what it may change globally: torch's default dtype and the grad mode."""
-    dtype, grad = torch.get_default_dtype(), torch.is_grad_enabled()
-    timer = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if timer:
-        def expired(signum: int, frame: Any) -> None:
-            raise _TimeLimit
-        before = signal.signal(signal.SIGALRM, expired)
-        signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT_S)
-    try:
-        yield
-    finally:
-        if timer:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, before)
-        torch.set_default_dtype(dtype)
-        torch.set_grad_enabled(grad)
-
-
-def _call(fn: Callable[..., Any], args: list | tuple) -> Any:
-    with _guarded():
-        return fn(*args)
 
 
 def evaluate(name: str, fn: Callable[..., Any], seed: int = 0) -> tuple[bool, str]:
@@ -246,12 +201,11 @@ def evaluate(name: str, fn: Callable[..., Any], seed: int = 0) -> tuple[bool, st
         expected = ex.reference(*inputs)
         given = [_copy(i) for i in inputs]  # the learner's own copies: inputs stay intact
         try:
-            got = _call(fn, given)
+            got = call(fn, given)
         except NotImplementedError:
             return False, f"⏳ {name}: not attempted yet (replace the `raise NotImplementedError`)."
-        except _TimeLimit:
-            return False, (f"❌ {name}: on test case {case}, your function was still running "
-                           f"after {TIME_LIMIT_S:g} s and was stopped: an endless loop?")
+        except TimeLimit as limit:
+            return False, f"❌ {name}: on test case {case}, {limit}"
         except Exception as err:  # the learner's code crashed: say how, don't crash the notebook
             return False, f"❌ {name}: your function raised {type(err).__name__}: {err}"
         changed = _changed_in_place(inputs, given)
