@@ -43,14 +43,15 @@ def _peak(device: torch.device, precision: str) -> float | None:
     name = torch.cuda.get_device_name(device)
     for key, peaks in PEAK_TFLOPS.items():
         if key in name:
-            return peaks[precision]
+            return peaks.get(precision)
     return None
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="fp16: autocast with the trainer's gradient scaler")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--compile-backend", default="inductor",
                    help="torch.compile backend (eager: graph capture only, for smoke tests)")

@@ -3,22 +3,19 @@
 Four promises:
 
 1. **Atomic**: a checkpoint (or a download) is written to a temporary file in the same
-   folder, ``.NAME.<8 hex digits>.part``, flushed and fsync'ed, then renamed over the
-   final name with ``os.replace``. A crash at any moment leaves either the old file or the
-   new one, never half of one, and never a file with the final name that only looks
-   complete. The writer holds an exclusive lock (``flock``) on its temporary file, so a
-   later write of the same name can tell a leftover of a killed run (unlocked) from a
-   write in progress (locked) and removes only the leftovers (:func:`remove_stale_temp_files`).
+   folder, ``.NAME.<8 hex digits>.part``, fsync'ed, then renamed over the final name: a
+   crash leaves the old file or the new one, never half of one. The writer holds a lock
+   (``flock``) on its temporary file, so a later write can tell a killed run's leftover
+   (unlocked) from a write in progress and removes only leftovers. A full disk is an
+   ``OSError`` naming the file, not torch's "unexpected pos".
 2. **Checked**: :func:`save_checkpoint` stores a SHA-256 of the checkpoint's contents
    (every tensor's dtype, shape and bytes, every key, number and string, in order) inside
    the file, under ``"nvp_edu_checksum"``; :func:`load_checkpoint` recomputes it and
    refuses a damaged file with :class:`CheckpointCorruptError` naming the file, never
    loading it silently. A file that ``torch.load`` cannot even read (truncated, mangled
-   zip or pickle) is refused the same way. A checkpoint without a checksum is refused
-   too (:class:`CheckpointUnverifiedError`): it may be one written before checksums
-   existed, but a damaged checksum entry looks exactly like that, so loading it needs
-   ``load_checkpoint(path, allow_unverified=True)`` (with a warning); saving it again
-   adds a checksum.
+   zip or pickle) is refused the same way, and so is one without a checksum
+   (:class:`CheckpointUnverifiedError`: older, or its checksum entry damaged) unless
+   ``load_checkpoint(path, allow_unverified=True)``.
 3. **A previous good one**: before replacing ``NAME``, :func:`save_checkpoint` verifies the
    new file as written, and only then keeps the old ``NAME`` (if intact) as ``NAME.prev``
    and renames the new one into place. :func:`previous_checkpoint` finds it, and the error
@@ -67,9 +64,7 @@ except ImportError:  # Windows: an open file cannot be deleted there, which prot
 CHECKSUM_KEY = "nvp_edu_checksum"
 CHECKSUM_ALGORITHM = "sha256-of-contents-v1"
 PREV_SUFFIX = ".prev"
-# A leftover younger than this is left alone: it may belong to a writer that has just
-# created it and is about to lock it.
-FRESH_TEMP_S = 2.0
+FRESH_TEMP_S = 2.0  # a younger leftover may be a writer's that is about to lock it
 
 
 class CheckpointCorruptError(RuntimeError):
@@ -123,11 +118,9 @@ def _new_temp(path: Path) -> tuple[int, Path]:
 def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that killed writes of ``path`` left behind; return them.
 
-    Only files named like :func:`atomic_open`'s (``.NAME.<8 hex digits>.part``) are
-    considered, and only those that no live writer holds: on POSIX a writer keeps an
-    exclusive ``flock`` on its file until it is renamed, so a file we can lock is a
-    leftover; on Windows a file open in another process cannot be deleted. Files younger
-    than ``FRESH_TEMP_S`` seconds are kept (a writer may be about to lock them).
+    Only files named like :func:`atomic_open`'s (``.NAME.<8 hex digits>.part``) that no
+    live writer holds (POSIX: a file we can ``flock``; Windows: one we can delete), and
+    older than ``FRESH_TEMP_S`` seconds (a writer may be about to lock it).
     """
     path = Path(path)
     pattern, removed = _temp_pattern(path), []
@@ -249,14 +242,23 @@ def _file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 class _HashingWriter:
-    """A write-only file wrapper that hashes every byte on its way to disk."""
+    """A write-only file wrapper that hashes every byte on its way to disk.
+
+    It keeps the first ``OSError`` of a write (a full disk, a quota): ``torch.save``
+    reports it only as an unrelated ``RuntimeError`` ("unexpected pos ...").
+    """
 
     def __init__(self, f: BinaryIO) -> None:
         self.f, self.sha = f, hashlib.sha256()
+        self.error: OSError | None = None
 
     def write(self, b: Any) -> int:
         self.sha.update(b)
-        return self.f.write(b)
+        try:
+            return self.f.write(b)
+        except OSError as err:
+            self.error = self.error or err
+            raise
 
     def flush(self) -> None:
         self.f.flush()
@@ -356,9 +358,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         if path.is_file():
             _rotate_to_prev(path)
 
-    with atomic_open(path, before_replace=verify_then_rotate) as f:
-        writer = _HashingWriter(f)
-        torch.save(payload, writer)
+    try:
+        with atomic_open(path, before_replace=verify_then_rotate) as f:
+            writer = _HashingWriter(f)
+            torch.save(payload, writer)
+    except (RuntimeError, OSError):
+        if writer is None or writer.error is None:
+            raise
+        err = writer.error  # the cause, in one line: e.g. "No space left on device"
+        raise OSError(err.errno, f"could not write checkpoint {path}: {err.strerror}; the "
+                      "previous checkpoint (if any) was left as it was") from None
     key = _stat_key(path)
     if key is not None:
         _VERIFIED[str(path)] = key

@@ -59,3 +59,22 @@ def alternating_vector_mask(dim: int, invert: bool = False) -> Tensor:
     if invert:
         mask = 1.0 - mask
     return mask.view(1, dim)
+
+
+def top_half_mask(height: int, width: int, invert: bool = False) -> Tensor:
+    """A deliberately poor spatial mask, shape ``(1, 1, H, W)``: 1 on the top half of the rows.
+
+    Example:
+        >>> top_half_mask(4, 2)[0, 0]
+        tensor([[1., 1.],
+                [1., 1.],
+                [0., 0.],
+                [0., 0.]])
+    """
+    if height < 2 or height % 2:
+        raise ValueError(f"top_half_mask needs an even height >= 2; got height={height}")
+    mask = torch.zeros(height, width)
+    mask[: height // 2] = 1.0
+    if invert:
+        mask = 1.0 - mask
+    return mask.view(1, 1, height, width)

@@ -90,43 +90,43 @@ class WNConv2d(nn.Module):
         return nn.functional.conv2d(x, self.weight(), self.bias, padding=self.padding)
 
 
+class FiniteBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose running averages skip a batch with a NaN or inf in it.
+
+    One bad batch (a NaN image, an overflow) would otherwise write NaN into the running
+    averages for good, and every later evaluation and sample would be NaN; the flow's own
+    :class:`~nvp_edu.batchnorm.BatchNormFlow` skips such batches the same way. The batch
+    statistics update copies of the averages (torch's fused kernel, as usual); the copies
+    are kept only if finite, decided on the device with ``torch.where`` (no host sync).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and self.track_running_stats):
+            return super().forward(x)
+        mean, var = self.running_mean.clone(), self.running_var.clone()
+        # momentum None: torch's cumulative average, every batch weighted equally (what
+        # nvp_edu.batchnorm.recompute_running_stats uses); a skipped batch is not counted
+        factor = (self.momentum if self.momentum is not None
+                  else 1.0 / float(self.num_batches_tracked + 1))
+        y = nn.functional.batch_norm(x, mean, var, self.weight, self.bias, True, factor,
+                                     self.eps)
+        with torch.no_grad():
+            finite = torch.isfinite(mean).all() & torch.isfinite(var).all()
+            self.running_mean.copy_(torch.where(finite, mean, self.running_mean))
+            self.running_var.copy_(torch.where(finite, var, self.running_var))
+            self.num_batches_tracked.add_(finite.long())
+        return y
+
+
 def batch_norm(channels: int) -> nn.BatchNorm2d:
     """The s/t networks' batch norm: learned shift, no learned scale (official code).
 
-    eps 1e-4 and running averages with weight 0.1 on the newest batch, as there.
+    eps 1e-4 and running averages with weight 0.1 on the newest batch, as there; a
+    non-finite batch leaves the averages as they are (:class:`FiniteBatchNorm2d`).
     """
-    bn = nn.BatchNorm2d(channels, eps=1e-4, momentum=0.1, affine=False)
+    bn = FiniteBatchNorm2d(channels, eps=1e-4, momentum=0.1, affine=False)
     bn.bias = nn.Parameter(torch.zeros(channels))  # F.batch_norm takes a bias without weight
     return bn
-
-
-def l2_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters the paper's L2 term penalizes (section 4.1, "weight scale parameters").
-
-    As the official code: every weight-norm magnitude ``g`` and the bounded-scale factor
-    of the spatially masked (checkerboard) couplings; not the channel-wise couplings'
-    factor, which the official code names differently and leaves out.
-    """
-    from .coupling import AffineCoupling
-
-    params = [m.magnitude for m in model.modules()
-              if isinstance(m, WNConv2d) and m.magnitude is not None]
-    params += [m.scale for m in model.modules()
-               if isinstance(m, AffineCoupling) and m.mask.dim() == 4 and not m.split]
-    return params
-
-
-def l2_penalty(model_or_params: nn.Module | list[nn.Parameter]) -> Tensor:
-    """``sum g^2`` over :func:`l2_parameters`; the objective adds ``l2 * l2_penalty``.
-
-    Pass the list from :func:`l2_parameters` once looked up (the trainer does, so the
-    training step does not walk the model's modules every time).
-    """
-    params = (l2_parameters(model_or_params) if isinstance(model_or_params, nn.Module)
-              else model_or_params)
-    if not params:
-        return torch.zeros(())
-    return sum(p.pow(2).sum() for p in params)
 
 
 class ResidualBlock(nn.Module):

@@ -15,6 +15,8 @@ path that remains is reported and the script exits with status 1 (the notebook i
 written, so a long run is not lost; tests/test_committed_outputs.py refuses to pass it).
 ``--clean-only`` applies the same cleaning to already executed notebooks without running
 them; ``--executed-in`` names the project root of the run that produced their outputs.
+A notebook that fails to execute is named on stderr and left unchanged, the batch goes on
+with the next one, and the exit status is 1 at the end.
 """
 from __future__ import annotations
 
@@ -201,7 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.clean_only:
             nb = nbformat.read(path, as_version=4)
         else:
-            seconds, nb = execute(path, args.fast, args.timeout)
+            try:
+                seconds, nb = execute(path, args.fast, args.timeout)
+            except Exception as e:  # noqa: BLE001 (a cell's error, a dead kernel: name it, go on)
+                # nbconvert's CellExecutionError names the cell's exception: ename, evalue
+                what = f"{getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', e)}"
+                print(f"error: {path.name} failed ({' '.join(what.split())[:300]}); the file "
+                      "was left as it was", file=sys.stderr, flush=True)
+                failed = True
+                continue
             print(f"{path.name}: {seconds:.0f} s ({'fast' if args.fast else 'full'} mode)", flush=True)
         problems = clean_outputs(nb, args.executed_in)
         nbformat.write(nb, path)

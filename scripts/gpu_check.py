@@ -11,14 +11,17 @@ Sections of the JSON document:
   without and with ``torch.compile``;
 - ``training``: the paper preset trained on the photos (``nvp_edu.photos``) for about
   ``--train-seconds`` in bf16, held-out bits/dim at the start and the end, then the same
-  number of steps in fp32 from the same seed, and the gap between the two;
+  number of steps in fp16 with the gradient scaler (the path of T4/V100 GPUs; its final
+  loss scale) and in fp32 from the same seed, and the gaps to fp32;
 - ``torchrun``: a few dozen steps over every visible GPU with DistributedDataParallel,
   whether the ranks' weights agree at the end;
 - ``paper_run_estimate_hours``: 100 epochs of CIFAR-10 (50,000 images) at the best
   measured bf16 throughput, one GPU.
 
 The smoke mode (tiny preset, CPU, gloo) runs in the test suite so this script cannot rot;
-its figures mean nothing.
+its figures mean nothing. A part that fails (an exception, or torchrun's non-zero exit) is
+reported in the JSON as ``{"ok": false, ...}``, listed under ``failed``, named on stderr,
+and the exit status is 1; the other parts still run.
 """
 from __future__ import annotations
 
@@ -77,11 +80,12 @@ def _trainer(precision: str, steps: int, smoke: bool) -> Trainer:
 
 
 def training(smoke: bool, seconds: float, img_per_s: float) -> dict:
-    """bf16 for about ``seconds``, then fp32 for the same steps: held-out bits/dim."""
+    """bf16 for about ``seconds``, then fp16 (autocast + gradient scaler, the path of T4 and
+    V100) and fp32 for the same steps: held-out bits/dim of each."""
     batch = 8 if smoke else 64
     steps = 4 if smoke else max(10, int(seconds * img_per_s / batch))
     out = {"dataset": "photos", "preset": "tiny" if smoke else "paper", "steps": steps}
-    for precision in ("bf16", "fp32"):
+    for precision in ("bf16", "fp16", "fp32"):
         trainer = _trainer(precision, steps, smoke)
         start_bpd = trainer.evaluate(trainer.model, trainer.test_x)
         t = time.perf_counter()
@@ -89,7 +93,11 @@ def training(smoke: bool, seconds: float, img_per_s: float) -> dict:
         out[precision] = {"test_bpd_start": round(start_bpd, 4),
                           "test_bpd_end": round(result.summary["test_bpd"], 4),
                           "seconds": round(time.perf_counter() - t, 1)}
-    out["bf16_minus_fp32_bpd"] = round(out["bf16"]["test_bpd_end"] - out["fp32"]["test_bpd_end"], 4)
+        if trainer.precision.scaler is not None:
+            out[precision]["loss_scale_end"] = trainer.precision.scaler.get_scale()
+    for precision in ("bf16", "fp16"):
+        out[f"{precision}_minus_fp32_bpd"] = round(
+            out[precision]["test_bpd_end"] - out["fp32"]["test_bpd_end"], 4)
     return out
 
 
@@ -117,7 +125,22 @@ def run_torchrun(smoke: bool) -> dict:
             "seconds": round(time.perf_counter() - t, 1)}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _part(report: dict, name: str, fn, *args) -> None:
+    """Run one part into ``report[name]``; an exception is recorded, not raised, so that
+    the other parts still run and the report says which part failed."""
+    try:
+        report[name] = fn(*args)
+    except Exception as e:  # noqa: BLE001 (reported, and the exit status says so)
+        report[name] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+def failed_parts(report: dict) -> list[str]:
+    """The parts whose result says they failed (``"ok": False``)."""
+    return [k for k, v in report.items() if isinstance(v, dict) and v.get("ok") is False]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the report (one JSON document); exit status 1 if any part failed."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: test the code paths")
     p.add_argument("--train-seconds", type=float, default=120.0)
@@ -132,19 +155,24 @@ def main(argv: list[str] | None = None) -> dict:
                     "gpus": 0 if a.smoke else torch.cuda.device_count()}
     start = time.perf_counter()
     if "throughput" not in a.skip:
-        report["throughput"] = throughput(a.smoke)
-    bf16 = [r["img_per_s"] for r in report.get("throughput", []) if r["dtype"] == "bf16"]
+        _part(report, "throughput", throughput, a.smoke)
+    rows = report.get("throughput", [])
+    bf16 = [r["img_per_s"] for r in rows if isinstance(rows, list) and r["dtype"] == "bf16"]
     best = max(bf16) if bf16 else 1.0
     if bf16:
         report["paper_run_estimate_hours"] = round(100 * 50_000 / best / 3600, 2)
     if "training" not in a.skip:
-        report["training"] = training(a.smoke, a.train_seconds, best)
+        _part(report, "training", training, a.smoke, a.train_seconds, best)
     if "torchrun" not in a.skip:
-        report["torchrun"] = run_torchrun(a.smoke)
+        _part(report, "torchrun", run_torchrun, a.smoke)
     report["total_seconds"] = round(time.perf_counter() - start, 1)
+    report["failed"] = failed_parts(report)
     print(json.dumps(report, indent=1))
-    return report
+    for name in report["failed"]:
+        why = report[name].get("error") or report[name].get("stderr_tail", "")[-300:]
+        print(f"error: gpu_check part {name!r} failed: {' '.join(why.split())}", file=sys.stderr)
+    return 1 if report["failed"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -38,3 +38,17 @@ def train_a_few_steps(flow: torch.nn.Module, x: torch.Tensor, steps: int = 5) ->
         loss.backward()
         opt.step()
     return flow.eval()
+
+
+def one_error_line(capsys) -> str:
+    """The CLI's one ``error: ...`` line on stderr (and no traceback), from ``capsys``."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def steps_logged(out) -> list[int]:
+    """The steps of the train records in ``out/metrics.jsonl``, in order."""
+    from nvp_edu.train import read_metrics
+    return [r["step"] for r in read_metrics(out) if r["kind"] == "train"]

@@ -10,7 +10,8 @@ from nvp_edu.coupling import AffineCoupling
 from nvp_edu.flows import BatchNormFlow
 from nvp_edu.masks import channel_mask, checkerboard_mask
 from nvp_edu.models import RealNVP
-from nvp_edu.nets import WNConv2d, l2_parameters, l2_penalty
+from nvp_edu.nets import WNConv2d
+from nvp_edu.training.objective import l2_parameters, l2_penalty
 from nvp_edu.squeeze import factor_out_order
 
 

@@ -19,8 +19,10 @@ def test_gpu_check_smoke_prints_one_json_document():
         ("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)}
     assert all(row["img_per_s"] > 0 and row["peak_mem_mb"] > 0 for row in rows)
     train = report["training"]
-    for precision in ("bf16", "fp32"):
+    for precision in ("bf16", "fp16", "fp32"):
         assert train[precision]["test_bpd_end"] < train[precision]["test_bpd_start"]
+    assert train["fp16"]["loss_scale_end"] > 0  # fp16 trained through the gradient scaler
+    assert report["failed"] == []
     # the same steps from the same seed: bf16 and fp32 end close together
     assert abs(train["bf16_minus_fp32_bpd"]) < 0.1
     assert report["torchrun"]["ok"] and report["torchrun"]["world_size"] == 2

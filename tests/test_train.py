@@ -7,7 +7,8 @@ import torch
 
 from nvp_edu import train as T
 from nvp_edu.checkpoint import load_checkpoint, same_training_state
-from nvp_edu.nets import l2_parameters
+from nvp_edu.training import objective
+from nvp_edu.training.objective import l2_parameters
 
 # a few tiny steps: 48 synthetic CIFAR-shaped images, batch 8 -> 6 steps per epoch
 SMALL = ["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "8", "--limit-train",
@@ -67,7 +68,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, c
                 y[0, 0, 0, 0] = math.inf
         return y, ld
 
-    monkeypatch.setattr(T, "to_model_space", poisoned)
+    monkeypatch.setattr(objective, "to_model_space", poisoned)
     out = tmp_path / "nan"
     digits = ["--dataset", "digits", "--limit-train", "64", "--limit-test", "16"]
     assert _run(out, *digits, "--max-steps", "8", "--eval-every", "2") == 2
@@ -129,7 +130,7 @@ def test_objective_is_nats_plus_l2_and_the_clip_acts_on_that_gradient(monkeypatc
     """The gradient that reaches Adam is d(mean NLL in nats + l2 * sum g^2), clipped to
     global norm ``grad_clip`` in those units (the official code), in float64."""
     to_model = T.to_model_space
-    monkeypatch.setattr(T, "to_model_space",
+    monkeypatch.setattr(objective, "to_model_space",
                         lambda x, levels, g=None: tuple(t.double() for t in to_model(x, levels, g)))
     cfg = T.Config(dataset="synthetic", preset="tiny", out=None, limit_train=32, limit_test=8,
                    batch_size=8, l2=0.3, progress=False)  # a large l2: its share is visible
@@ -182,8 +183,8 @@ def test_cli_help_and_bad_input(capsys):
     assert T.main(["--dataset", "cifar10", "--no-download", "--data-root", "/nonexistent",
                    "--out", "/tmp/x"]) == 1
     assert "cifar-10-python.tar.gz not found in folder /nonexistent" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="got 'fp16'"):
-        T.train(T.Config(precision="fp16"))
+    with pytest.raises(ValueError, match="got 'fp8'"):
+        T.train(T.Config(precision="fp8", out=None))
 
 
 def test_recalibration_uses_a_seeded_sample_of_all_training_images_not_the_first():

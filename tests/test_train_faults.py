@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import one_error_line, steps_logged
 
 from nvp_edu import train as T
 from nvp_edu.checkpoint import load_checkpoint, previous_checkpoint, save_checkpoint
+from nvp_edu.training import objective, run_folder
 
 REPO = Path(__file__).resolve().parents[1]
 # 48 images, batch 8: 6 steps per epoch
@@ -28,17 +30,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def run(out, *extra):
     return T.main([*SMALL, "--out", str(out), *extra])
-
-
-def steps_logged(out):
-    return [r["step"] for r in T.read_metrics(out) if r["kind"] == "train"]
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def strict_json(path):
@@ -78,7 +69,7 @@ def test_truncating_metrics_is_atomic(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # a kill in the middle of the rewrite
         return json.dumps(record)
 
-    monkeypatch.setattr(T, "_to_json", dies_on_the_third_record)
+    monkeypatch.setattr(run_folder, "to_json", dies_on_the_third_record)
     with pytest.raises(KeyboardInterrupt):
         T._truncate_metrics(tmp_path, 4)
     assert (tmp_path / "metrics.jsonl").read_text() == lines  # the old file, whole
@@ -286,7 +277,7 @@ def test_a_blow_up_in_the_optimizer_step_stops_and_keeps_the_last_good_checkpoin
     assert "after step 1 is not finite (nan)" in line and "were NOT saved" in line
     assert "no checkpoint was written yet" in line
     assert not (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
-    assert run(out, "--max-steps", "2") == 0
+    assert run(out, "--max-steps", "2", "--overwrite") == 0
     good = (out / "checkpoint.pt").read_bytes()
     capsys.readouterr()
     assert run(out, "--max-steps", "3", "--resume", "--lr", "1e30") == 2
@@ -340,7 +331,7 @@ def test_a_refused_step_puts_every_batch_norm_running_average_back(monkeypatch):
         y[0, 0, 0, 0] = math.nan
         return y, ld
 
-    monkeypatch.setattr(T, "to_model_space", poisoned)
+    monkeypatch.setattr(objective, "to_model_space", poisoned)
     with pytest.raises(T.NonFiniteLossError, match="non-finite loss or gradient at step 1"):
         trainer.train_step(trainer.train_x[8:16])
     after = trainer.model.state_dict()

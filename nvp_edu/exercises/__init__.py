@@ -49,10 +49,13 @@ import importlib
 import inspect
 import math
 import pkgutil
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+
+from ._guard import TimeLimit, call, complex_note
 
 # Topic modules register themselves on import; see _load_all().
 EXERCISES: dict[str, "Exercise"] = {}
@@ -113,6 +116,9 @@ def _compare(expected: Any, got: Any, atol: float) -> str | None:
         return f"expected {len(exp_t)} return value(s), got {len(got_t)}"
     for k, (e, g) in enumerate(zip(exp_t, got_t)):
         where = f"return value {k}" if len(exp_t) > 1 else "the result"
+        complex_note_ = complex_note(where, e, g)
+        if complex_note_:
+            return complex_note_
         if not isinstance(g, torch.Tensor):
             try:
                 g = torch.as_tensor(g, dtype=e.dtype)
@@ -172,8 +178,8 @@ def _ignored_argument(ex: "Exercise", fn: Callable[..., Any], inputs: tuple, exp
         mixed = tuple(other[k] if j == k else v for j, v in enumerate(inputs))
         try:
             moved = _compare(expected, ex.reference(*mixed), ex.atol) is not None
-            stuck = _compare(got, fn(*[_copy(v) for v in mixed]), 0.0) is None
-        except Exception:
+            stuck = _compare(got, call(fn, [_copy(v) for v in mixed]), 0.0) is None
+        except (Exception, TimeLimit):
             continue  # e.g. shapes that do not fit together
         if moved and stuck:
             return (f"your result did not change when {names[k]} changed, but it should: "
@@ -195,9 +201,11 @@ def evaluate(name: str, fn: Callable[..., Any], seed: int = 0) -> tuple[bool, st
         expected = ex.reference(*inputs)
         given = [_copy(i) for i in inputs]  # the learner's own copies: inputs stay intact
         try:
-            got = fn(*given)
+            got = call(fn, given)
         except NotImplementedError:
             return False, f"⏳ {name}: not attempted yet (replace the `raise NotImplementedError`)."
+        except TimeLimit as limit:
+            return False, f"❌ {name}: on test case {case}, {limit}"
         except Exception as err:  # the learner's code crashed: say how, don't crash the notebook
             return False, f"❌ {name}: your function raised {type(err).__name__}: {err}"
         changed = _changed_in_place(inputs, given)
@@ -218,7 +226,9 @@ def evaluate(name: str, fn: Callable[..., Any], seed: int = 0) -> tuple[bool, st
 
 def _safe(pred: Callable, *args: Any) -> bool:
     try:
-        return bool(pred(*args))
+        with warnings.catch_warnings():  # e.g. a predicate casting a complex answer
+            warnings.simplefilter("ignore")
+            return bool(pred(*args))
     except Exception:
         return False
 
@@ -323,6 +333,10 @@ def judge(name: str, value: Any) -> tuple[bool | None, str]:
     number = _as_number(value)
     if number is None:
         return False, f"❌ {name}: the answer is a number; got {value!r}."
+    if not math.isfinite(number):
+        return False, (f"❌ {name}: {number} is not a number the question can have "
+                       f"({'NaN: not a number' if math.isnan(number) else 'infinite'}); "
+                       "check the calculation that gave it.")
     if q.is_right(number):
         return True, f"✅ {name}: right ({float(q.correct):.6g}). {_capital(q.why)}"
     for wrong, reason in q.feedback:
