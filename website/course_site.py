@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 import os
 import pkgutil
@@ -125,8 +126,16 @@ def documented_modules() -> list[str]:
     """Every public module of nvp_edu that gets an API page (``nvp_edu.exercises`` without
     its topic modules, which hold the solutions)."""
     package = importlib.import_module(PACKAGE)
-    names = [f"{PACKAGE}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
-             if not info.name.startswith("_")]
+    names = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        name = f"{PACKAGE}.{info.name}"
+        names.append(name)
+        if info.ispkg and not (name + ".").startswith(HIDDEN_PREFIX):  # nvp_edu.training
+            sub = importlib.import_module(name)
+            names += [f"{name}.{i.name}" for i in pkgutil.iter_modules(sub.__path__)
+                      if not i.name.startswith("_")]
     return sorted(names)
 
 
@@ -134,6 +143,8 @@ def defining_module(module: str, name: str) -> str:
     """The module that defines ``name`` imported from ``module`` (``nvp_edu.flows`` gathers
     layers that live in their concept's module)."""
     obj = getattr(importlib.import_module(module), name, None)
+    if obj is None and importlib.util.find_spec(f"{module}.{name}") is not None:
+        obj = importlib.import_module(f"{module}.{name}")  # a submodule not imported yet
     if isinstance(obj, types.ModuleType):
         return obj.__name__
     home = getattr(obj, "__module__", None)

@@ -1,13 +1,13 @@
 """Precision per device: bf16 where the GPU has it natively, fp16 with a gradient scaler on
 older GPUs, float32 otherwise (``--precision auto``, the default).
 
-==============================  ================  ==========================================
-device                          ``auto`` picks    how
-==============================  ================  ==========================================
-CUDA, compute capability >= 8   ``bf16``          autocast to bfloat16 (Ampere, Hopper, ...)
-CUDA, capability < 8 (T4, V100) ``fp16``          autocast to float16 + ``GradScaler``
-CPU, Apple MPS                  ``fp32``          no autocast
-==============================  ================  ==========================================
+================================  ================  ==========================================
+device                            ``auto`` picks    how
+================================  ================  ==========================================
+CUDA, compute capability >= 8     ``bf16``          autocast to bfloat16 (Ampere, Hopper, ...)
+CUDA, capability < 8 (T4, V100)   ``fp16``          autocast to float16 + ``GradScaler``
+CPU, Apple MPS                    ``fp32``          no autocast
+================================  ================  ==========================================
 
 Under autocast only the s/t networks run in the low precision: the coupling's ``exp(s)``,
 every log-det and the prior stay in float32 (:func:`nvp_edu.training.objective.nll_nats`).
