@@ -103,17 +103,37 @@ def _clean_stream_list(outputs: list) -> list:
 TQDM_BAR = re.compile(r"^(?P<desc>.*?)\s*\d+%\|.*\|\s*(?P<n>\d+)/(?P<total>\d+) \[.*\]\s*$")
 
 
+def _postfix(line: str) -> str:
+    """What a bar shows after its rate ("bpd=1.817, img_s=230.9"): the same numbers mean
+    the same moment of the same run."""
+    inside = line[line.rfind("[") + 1:line.rfind("]")]
+    return ", ".join(part.strip() for part in inside.split(",")[2:])
+
+
 def interrupted_bars(lines: list[str]) -> set[int]:
-    """Indices of the unfinished bar states in ``lines`` that a later state of the same bar
-    follows: a bar that printed lines in between (the trainer's "step 20: validation ...")
-    leaves one unfinished copy of itself per interruption. Finished bars all stay."""
+    """Indices of the bar states in ``lines`` that a later state of the same bar replaces.
+
+    A bar that printed lines in between (the trainer's "step 20: validation ...") leaves one
+    unfinished copy of itself per interruption; and a line printed after the last step but
+    before the bar closes leaves a finished copy that ``close()`` then redraws: the next bar
+    line, with the same description, ``n/total`` and postfix numbers. Both kinds are
+    dropped. Finished bars of separate runs stay, even under one description (their
+    postfixes differ; a bar without a postfix is never taken for a redraw).
+    """
     found, later = set(), set()
+    following = None  # the next bar line's match, scanning backwards
     for index in reversed(range(len(lines))):
         m = TQDM_BAR.match(lines[index])
         if m:
-            if m["n"] != m["total"] and m["desc"] in later:
+            unfinished = m["n"] != m["total"]
+            if unfinished and m["desc"] in later:
                 found.add(index)
+            elif (not unfinished and following is not None and _postfix(lines[index])
+                  and (following["desc"], following["n"], following["total"]) == (m["desc"], m["n"], m["total"])
+                  and _postfix(following.string) == _postfix(lines[index])):
+                found.add(index)  # redrawn by close(): the later line is the same bar
             later.add(m["desc"])
+            following = m
     return found
 
 

@@ -9,8 +9,8 @@ end of the notebook or the failing cell) and ``runs.json`` with the timings land
 
 Chromium is Debian's package, installed by ``scripts/install_browser.sh`` when missing
 (root + apt-get); elsewhere the test skips and says why, except in CI (``CI=true``), where
-a missing browser is a failure. ``NVP_EDU_BROWSER_WORKERS`` (default 1) runs that many
-notebooks side by side in separate tabs.
+a missing browser is a failure. ``NVP_EDU_BROWSER_WORKERS`` (default 2 on a machine with two
+cores or more, else 1) runs that many notebooks side by side in separate tabs.
 """
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ import jupyterlab_driver as jl
 
 NOTEBOOK_NAMES = [p.name for p in jl.course_notebooks()]
 TIMEOUT = float(os.environ.get("NVP_EDU_BROWSER_TIMEOUT", "600"))
-WORKERS = int(os.environ.get("NVP_EDU_BROWSER_WORKERS", "1"))
+# Two tabs side by side on a machine with two cores or more (each kernel then gets
+# OMP_NUM_THREADS = cores // 2, so the kernels do not fight over the cores): the walkthrough
+# is the longest part of the suite, and most notebooks in fast mode use one core.
+WORKERS = int(os.environ.get("NVP_EDU_BROWSER_WORKERS", "2" if (os.cpu_count() or 1) >= 2 else "1"))
 HANG_TIMEOUT = 8.0
 
 

@@ -204,3 +204,19 @@ def test_nbval_markers_are_tags_not_comments(path):
             if {CHECK_TAG, IGNORE_TAG} <= set(c.metadata.get("tags", []))]
     assert not both, f"cells tagged both to check and to ignore their output: {both}"
     assert compared_cells(nb), "no cell's output is compared: the notebook checks no claim"
+
+
+def test_interrupted_bars_keeps_only_the_last_state_of_each_bar():
+    interrupted_bars = _load_script().interrupted_bars
+    lines = [
+        "digits: 40%|####      | 8/20 [00:01<00:02,  5.0step/s]",   # 0: interrupted by a print
+        "digits: 100%|##########| 20/20 [00:04<00:00,  5.0step/s, bpd=2.1]",  # 1: redrawn by close()
+        "digits: 100%|##########| 20/20 [00:05<00:00,  4.0step/s, bpd=2.1]",  # 2: the last state
+        "photos: 100%|##########| 30/30 [00:09<00:00,  3.3step/s, bpd=4.6]",  # 3: another bar
+        "photos: 100%|##########| 30/30 [00:09<00:00,  3.3step/s, bpd=4.7]",  # 4: another run
+        "photos: 100%|##########| 60/60 [00:19<00:00,  3.2step/s]",  # 5: same name, other total
+        "moons: 100%|##########| 10/10 [00:01<00:00, 10.0it/s]",     # 6: no postfix: kept
+        "moons: 100%|##########| 10/10 [00:01<00:00, 10.0it/s]",     # 7
+    ]
+    assert interrupted_bars(lines) == {0, 1}
+    assert interrupted_bars(lines[3:]) == set()

@@ -127,6 +127,24 @@ def test_at_least_two_checked_exercises(path):
     assert len(names) >= 2, f"checked exercises: {sorted(names)}"
 
 
+def test_exercise_catalogue_matches_the_notebooks_and_retyping_is_a_quarter_at_most():
+    """nvp_edu.exercises.catalogue names every checked item of every notebook with its kind,
+    and at most a quarter of all items ask to re-type code or a formula shown above."""
+    from nvp_edu.exercises.catalogue import BY_NOTEBOOK, KIND_NAMES, share
+
+    found = {}
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        names = [a or b for c in nb.cells if c.cell_type == "code" for a, b in CHECKED.findall(c.source)]
+        found[path.stem] = list(dict.fromkeys(names))
+    assert {k: sorted(v) for k, v in found.items()} == {k: sorted(v) for k, v in BY_NOTEBOOK.items()}
+    kinds = [kind for items in BY_NOTEBOOK.values() for kind in items.values()]
+    assert set(kinds) <= set(KIND_NAMES)
+    assert share("retype") <= 0.25, f"re-typing items: {share('retype'):.0%} of {len(kinds)}"
+    with pytest.raises(ValueError, match="unknown kind"):
+        share("retyping")
+
+
 PREDICTED = re.compile(r"\bpredicted\(\s*(\w+)")
 
 

@@ -4,7 +4,8 @@ Exercises 1-3 are ``check(name, fn)`` exercises (a formula as code). Exercises 4
 learner to predict, diagnose or explain first; each has its own checker that prints ✅ or ❌
 with a message: :func:`check_untrained_nll`, :func:`check_forgotten_log_det`,
 :func:`check_coupling_fix` (a bug hunt in :class:`BuggyCoupling` with
-``nvp_edu.checks.check_flow``) and :func:`check_leak_bound`. ``HINTS`` has one hint per
+``nvp_edu.checks.check_flow``) and :func:`check_leak_bound`; 7(b) and 7(c) are questions for
+``answer(name, value)``: ``leak_term`` and ``rotation_where``. ``HINTS`` has one hint per
 exercise name, for ``nvp_edu.exercises.hint``.
 
 Example:
@@ -24,7 +25,7 @@ from torch import Tensor
 from ..coupling import AffineCoupling
 from ..flows import Sequential
 from ..masks import alternating_vector_mask
-from . import Exercise, register
+from . import Exercise, Question, register, register_question
 
 TOPIC = "2-D toy flows"
 
@@ -365,6 +366,68 @@ def check_leak_bound(answer: float, p_gap: float, q_gap: float) -> bool | None:
         msg = ("not within 0.005 nats. KL(Bern(a) || Bern(b)) = a log(a/b) + (1-a) log((1-a)/(1-b)), "
                "with a the true share and b the flow's.")
     return _verdict(name, False, f"you answered {a:.4f}; {msg}")
+
+
+# 7(b), 7(c). Which term pays for a gap; where a rotation helps ------------------------------
+
+register_question(Question(
+    name="leak_term", topic=TOPIC,
+    choices={
+        "a": "log N(f(x); 0, I): f sends the gap's points far out into the Gaussian's tail",
+        "b": "log|det J_f(x)|: f squeezes the gap into a thin sliver of z-space, so |det J_f| "
+             "is tiny there, while next door, in the modes, f expands; |det J_f| must change "
+             "by a large factor over a short distance",
+        "c": "both terms, always in equal parts",
+        "d": "neither: a density with gaps needs a discontinuous f, which a flow cannot be",
+    },
+    correct="b",
+    why=("Since f is continuous and invertible, the gap between two neighbouring modes maps to the "
+         "region of z-space between the modes' images, which sits in the bulk of N(0, I), not in "
+         "its tail: log N(f(x)) stays moderate there. q(x) can only be small if f contracts the "
+         "gap to a thin sliver (log|det J_f| very negative), while it expands the modes around it "
+         "(log|det J_f| positive). A map whose volume change jumps by orders of magnitude within "
+         "0.1 is steep, and an affine coupling changes volume by exp(s(x_1)) with a smooth, "
+         "bounded s: many layers and much training are needed."),
+    hint="The gap lies between two modes. Where in z-space must f put the points between the "
+         "images of two modes, if f is continuous? Is that in the Gaussian's tail?",
+    feedback={
+        "a": "the gap lies between the images of two modes, and f is continuous: its image lies "
+             "between them too, in the bulk of the Gaussian, not in its tail.",
+        "c": "nothing forces a split; the prior term stays moderate between the modes' images, "
+             "so the log-det does the work.",
+        "d": "the true density of the ring is positive everywhere (no true gap, only a very "
+             "small density), and a smooth f can make it as small as we like: the cost is "
+             "steepness, not continuity.",
+    },
+))
+
+register_question(Question(
+    name="rotation_where", topic=TOPIC,
+    choices={
+        "a": "it lowers the KL by more than the spread between seeds on both toys",
+        "b": "on the ring of 8 Gaussians only, not on the checkerboard",
+        "c": "on neither: a rotation has log-det 0 and no parameters, so it changes nothing",
+        "d": "on the checkerboard only, not on the ring",
+    },
+    correct="b",
+    why=("The measurement of benchmarks/toy2d.py (16 couplings, 8,000 steps, 3 seeds each, gap to the "
+         "exact density on the test points): ring 0.230 +- 0.072 plain, 0.129 +- 0.023 with a "
+         "45-degree rotation after every pair of couplings, every rotated seed better than every "
+         "plain seed on validation; checkerboard 0.167 +- 0.039 plain, 0.222 +- 0.056 rotated "
+         "(worse on average, within the spread). The ring's modes and the bridges between them "
+         "lie along all directions, so couplings that can only move points along the two axes "
+         "gain from seeing rotated coordinates; the checkerboard's edges lie along the axes, which "
+         "is exactly what axis-aligned couplings are good at, and a rotation tilts them."),
+    hint="A coupling moves points along one axis by an amount that depends on the other. Which "
+         "toy's structure lies along the axes, and which runs around a circle?",
+    feedback={
+        "a": "the checkerboard's edges lie along the axes, the directions in which plain "
+             "couplings already move points: a rotation tilts the edges away from them.",
+        "c": "the rotation adds no parameters and no log-det, but it changes which directions "
+             "the following couplings can stretch along: the model family changes.",
+        "d": "the other way round: the checkerboard is aligned with the axes, the ring is not.",
+    },
+))
 
 
 HINTS: dict[str, str] = {
