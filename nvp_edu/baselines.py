@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .preprocess import dequantize
+
 
 def uniform_bpd(levels: int) -> float:
     """Bits/dim of the uniform distribution over ``levels`` values: ``log2(levels)``."""
@@ -59,11 +61,6 @@ def pixel_histogram_bpd(train: Tensor, test: Tensor, levels: int) -> float:
     return bits / test.numel()
 
 
-def _dequantized(x: Tensor, levels: int, g: torch.Generator) -> Tensor:
-    x = x.flatten(1).double()
-    return (x + torch.rand(x.shape, generator=g, dtype=torch.float64)) / levels
-
-
 def ledoit_wolf(centered: Tensor) -> Tensor:
     """The Ledoit-Wolf covariance of centered samples ``(n, D)``: the sample covariance S
     shrunk towards ``mu I`` (``mu`` = mean variance) by the weight that minimises the
@@ -94,7 +91,7 @@ class Gaussian:
     def fit(cls, train: Tensor, levels: int, seed: int = 0) -> "Gaussian":
         """Mean and (Ledoit-Wolf) covariance, in float64, of dequantized images."""
         _check_images(train, train, levels)
-        xt = _dequantized(train, levels, torch.Generator().manual_seed(seed))
+        xt = dequantize(train.flatten(1).double(), levels, torch.Generator().manual_seed(seed))
         if len(xt) <= xt.shape[1]:
             raise ValueError(f"a full covariance of {xt.shape[1]} dimensions needs more than "
                              f"{xt.shape[1]} training images; got {len(xt)}")
@@ -108,7 +105,7 @@ class Gaussian:
         if test[0].numel() != len(self.mean):
             raise ValueError(f"images of {test[0].numel()} numbers, but the Gaussian was fitted "
                              f"on {len(self.mean)}")
-        xs = _dequantized(test, self.levels, torch.Generator().manual_seed(seed))
+        xs = dequantize(test.flatten(1).double(), self.levels, torch.Generator().manual_seed(seed))
         D = len(self.mean)
         white = torch.linalg.solve_triangular(self.chol, (xs - self.mean).T, upper=False)
         log_det = 2 * torch.log(torch.diagonal(self.chol)).sum()

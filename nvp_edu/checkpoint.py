@@ -233,7 +233,7 @@ def state_checksum(state: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(chunk_size), b""):
@@ -351,7 +351,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
 
     def verify_then_rotate(tmp: Path) -> None:
         assert writer is not None
-        if _file_sha256(tmp) != writer.sha.hexdigest():
+        if file_sha256(tmp) != writer.sha.hexdigest():
             raise CheckpointCorruptError(tmp, "the bytes read back differ from those written "
                                          "(disk or file-system fault); the new checkpoint "
                                          f"was discarded and {path} left as it was")

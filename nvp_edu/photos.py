@@ -106,6 +106,11 @@ def load_photos(split: str | None = None) -> dict[str, np.ndarray]:
     return {p.name: read_photo(p) for p in PHOTOS if split in (None, p.split)}
 
 
+def _check_stride(stride: object) -> None:
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise ValueError(f"stride must be a positive integer; got {stride!r}")
+
+
 def patch_origins(height: int, width: int, stride: int) -> list[tuple[int, int]]:
     """Top-left corners ``(row, column)`` of the 32x32 patches of an image, row by row.
 
@@ -113,15 +118,14 @@ def patch_origins(height: int, width: int, stride: int) -> list[tuple[int, int]]
         >>> patch_origins(48, 40, 8)
         [(0, 0), (0, 8), (8, 0), (8, 8), (16, 0), (16, 8)]
     """
-    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-        raise ValueError(f"stride must be a positive integer; got {stride!r}")
+    _check_stride(stride)
     return [(row, col) for row in range(0, height - PATCH + 1, stride)
             for col in range(0, width - PATCH + 1, stride)]
 
 
 def cut_patches(photo: np.ndarray, stride: int) -> np.ndarray:
     """All 32x32 patches of one ``(H, W, 3)`` photograph as ``(N, 3, 32, 32)`` uint8."""
-    patch_origins(PATCH, PATCH, stride)  # validates the stride
+    _check_stride(stride)
     # windows[i, j] is the patch whose corner is (i * stride, j * stride), already (3, 32, 32):
     # the same corners, in the same order, as patch_origins
     windows = np.lib.stride_tricks.sliding_window_view(photo, (PATCH, PATCH), axis=(0, 1))
@@ -140,7 +144,7 @@ def load_photos_split(train_stride: int = STRIDES["train"],
     """
     strides = {"train": train_stride, "test": test_stride}
     for stride in strides.values():
-        patch_origins(PATCH, PATCH, stride)  # validates the stride before any file is read
+        _check_stride(stride)  # before any file is read
     parts: dict[str, list[np.ndarray]] = {"train": [], "test": []}
     for photo in PHOTOS:
         parts[photo.split].append(cut_patches(read_photo(photo), strides[photo.split]))

@@ -71,7 +71,6 @@ def _grid(bounds: tuple[float, float, float, float], n: int) -> tuple[np.ndarray
     return xx, yy, pts
 
 
-@torch.no_grad()
 def density_heatmap(log_prob, bounds: tuple[float, float, float, float] = (-3, 3, -3, 3),
                     n: int = 200, ax: plt.Axes | None = None, title: str | None = None,
                     log_scale: bool = False, vmax: float | None = None,

@@ -23,7 +23,6 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import file_sha256
 from .models import RealNVP
 
 ENV_DIR = "NVP_EDU_PRETRAINED"  # a folder to read the files from instead of data/pretrained
@@ -50,14 +50,6 @@ def pretrained_dir() -> Path:
 def available(root: Path | None = None) -> list[str]:
     """Names of the models whose card is in the folder."""
     return sorted(p.stem for p in (root or pretrained_dir()).glob("*.json"))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def card(name: str, root: Path | None = None) -> dict[str, Any]:
@@ -85,7 +77,7 @@ def verified_weights_path(name: str, root: Path | None = None) -> Path:
         raise PretrainedFileError(f"the weights of pretrained model {name!r} are missing: "
                                   f"expected {path} (it ships with the repository: "
                                   f"git checkout -- data/pretrained/{info['file']}; {retrain})")
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != info["sha256"]:
         raise PretrainedFileError(
             f"the weights of pretrained model {name!r} are damaged: {path} has SHA-256 "
@@ -107,12 +99,16 @@ def load(name: str, device: str | torch.device = "cpu", root: Path | None = None
     """The pretrained ``RealNVP`` called ``name``, verified, in float32 and eval mode."""
     info = card(name, root)
     path = verified_weights_path(name, root)
-    state = torch.load(path, map_location="cpu", weights_only=True)
     model = build(info)
-    reference = model.state_dict()
-    # float16 storage -> the model's own dtypes (float32 parameters, integer counters)
-    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
+    load_compact_state(model, torch.load(path, map_location="cpu", weights_only=True))
     return model.to(device).eval()
+
+
+def load_compact_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a :func:`compact_state` into ``model``, each tensor back in the model's own
+    dtype (float32 parameters, integer counters)."""
+    reference = model.state_dict()
+    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
 
 
 def compact_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -42,7 +42,7 @@ from .training.loop import NonFiniteLossError, Trainer, train  # noqa: F401
 from .training.model import build_dequantizer, build_model  # noqa: F401
 from .training.objective import (_LOGIT, LOGIT_ALPHA, bits_per_dim,  # noqa: F401
                                  dequantized_model_space, from_model_space, l2_parameters,
-                                 l2_penalty, model_bpd, nll_nats, to_model_space)
+                                 l2_penalty, mean_bpd, model_bpd, nll_nats, to_model_space)
 from .training.plots import plot_metrics, save_grid  # noqa: F401
 from .training.precision import choose_precision  # noqa: F401
 from .training.resume import RUN_DEFINING  # noqa: F401

@@ -110,6 +110,10 @@ def _postfix(line: str) -> str:
     return ", ".join(part.strip() for part in inside.split(",")[2:])
 
 
+def _same_moment(m: re.Match) -> tuple[str, ...]:
+    return m["desc"], m["n"], m["total"], _postfix(m.string)
+
+
 def interrupted_bars(lines: list[str]) -> set[int]:
     """Indices of the bar states in ``lines`` that a later state of the same bar replaces.
 
@@ -128,9 +132,8 @@ def interrupted_bars(lines: list[str]) -> set[int]:
             unfinished = m["n"] != m["total"]
             if unfinished and m["desc"] in later:
                 found.add(index)
-            elif (not unfinished and following is not None and _postfix(lines[index])
-                  and (following["desc"], following["n"], following["total"]) == (m["desc"], m["n"], m["total"])
-                  and _postfix(following.string) == _postfix(lines[index])):
+            elif (not unfinished and _postfix(m.string) and following is not None
+                  and _same_moment(following) == _same_moment(m)):
                 found.add(index)  # redrawn by close(): the later line is the same bar
             later.add(m["desc"])
             following = m

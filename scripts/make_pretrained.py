@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from nvp_edu import pretrained  # noqa: E402
 from nvp_edu.checkpoint import atomic_open, load_checkpoint  # noqa: E402
-from nvp_edu.train import PRESETS, Config, load_data, model_bpd, read_metrics  # noqa: E402
+from nvp_edu.train import PRESETS, Config, load_data, mean_bpd, read_metrics  # noqa: E402
 
 
 def evaluated_state(ckpt: dict) -> tuple[dict[str, torch.Tensor], str]:
@@ -45,12 +45,9 @@ def evaluated_state(ckpt: dict) -> tuple[dict[str, torch.Tensor], str]:
     return ckpt["model"], "the weights at the last step"
 
 
-@torch.no_grad()
 def score(model: torch.nn.Module, images: torch.Tensor, levels: int, seed: int) -> float:
     """Mean bits/dim with dequantization noise from ``seed``, in batches of 128."""
-    g = torch.Generator().manual_seed(seed)
-    total = sum(float(model_bpd(model, xb, levels, g).sum()) for xb in images.split(128))
-    return total / len(images)
+    return mean_bpd(model, images, levels, torch.Generator().manual_seed(seed))
 
 
 def history(run: Path) -> dict[str, list]:
@@ -92,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(), "train_seconds": round(summary["wall_s"]),
             "date": datetime.date.today().isoformat()}
     model = pretrained.build(info)
-    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in compact.items()})
+    pretrained.load_compact_state(model, compact)
     model.eval()
     info["figures"] = {
         "test_bpd_run": round(summary["test_bpd"], 4),

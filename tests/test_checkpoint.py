@@ -207,7 +207,7 @@ def test_a_failed_save_changes_nothing(tmp_path, monkeypatch):
     with pytest.raises(Exception):
         save_checkpoint(path, {"step": 3, "bad": lambda: 0})  # cannot be pickled
     # the bytes on disk differ from those written (simulated): refused before any rename
-    monkeypatch.setattr(C, "_file_sha256", lambda p: "0" * 64)
+    monkeypatch.setattr(C, "file_sha256", lambda p: "0" * 64)
     with pytest.raises(CheckpointCorruptError, match="bytes read back differ"):
         save_checkpoint(path, _state(3))
     assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == before

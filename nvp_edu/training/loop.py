@@ -44,7 +44,7 @@ from . import report
 from . import resume as resume_rules
 from .data import random_hflip, recalibrate_batch_norm, recalibration_images
 from .distributed import Dist, fingerprint
-from .objective import l2_penalty, model_bpd, nll_nats
+from .objective import l2_penalty, mean_bpd, nll_nats
 from .plots import plot_metrics
 from .run_folder import CHECKPOINT_NAME, claim_for_run, read_metrics
 from .settings import Config, TrainResult, validate
@@ -197,13 +197,11 @@ class Trainer(Run):
         for m in modules:
             m.eval()
         g = torch.Generator(device=self.device).manual_seed(12345)
-        total = 0.0
-        for xb in x.split(4 * self.batch):
-            total += float(model_bpd(model, xb, self.levels, g, self.autocast,
-                                     self.channels_last, dequantizer).sum())
+        bpd = mean_bpd(model, x, self.levels, g, 4 * self.batch, autocast=self.autocast,
+                       channels_last=self.channels_last, dequantizer=dequantizer)
         for m in modules:
             m.train()
-        return total / len(x)
+        return bpd
 
     def _evaluate_and_select(self) -> None:
         """Rank 0 evaluates the held-out split (after recalibrating batch norm if asked) and,

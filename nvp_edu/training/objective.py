@@ -116,6 +116,18 @@ def model_bpd(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Gen
     return ledger_bits_per_dim(nll, x_uint8[0].numel(), levels)
 
 
+@torch.no_grad()
+def mean_bpd(net: nn.Module, x_uint8: Tensor, levels: int, generator: torch.Generator | None,
+             batch_size: int = 128, **options: Any) -> float:
+    """Mean bits/dim of many integer images, :func:`model_bpd` batch by batch (each batch
+    moved to ``net``'s device; ``options``: those of :func:`model_bpd`). One generator
+    draws the noise of every batch in turn, so a seeded generator gives a fixed figure."""
+    device = next(net.parameters()).device
+    total = sum(float(model_bpd(net, xb.to(device), levels, generator, **options).sum())
+                for xb in x_uint8.split(batch_size))
+    return total / len(x_uint8)
+
+
 def l2_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The parameters the paper's L2 term penalizes (section 4.1, "weight scale parameters").
 
